@@ -1,0 +1,3 @@
+from tunnel_core.cli.main import entrypoint
+
+entrypoint()

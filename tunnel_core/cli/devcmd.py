@@ -1,0 +1,178 @@
+"""``tunnel-client dev``: local tunnel service, dev proxy and the demo MCP server."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tunnel_core.cli.main import IO
+
+
+def register(sub: Any) -> None:
+    dev = sub.add_parser("dev", help="local development helpers (no account needed)")
+    dsub = dev.add_subparsers(dest="dev_command", metavar="COMMAND")
+    dev.set_defaults(handler=lambda a, io: (dev.print_help(io.stdout), 0)[1])
+
+    p = dsub.add_parser(
+        "proxy", help="local tunnel service + MCP target + tunnel client in one process; prints an MCP URL",
+        description="Run the local tunnel service, a tunnel client and (with no MCP target given) the demo MCP "
+        "server in one process, then print the MCP URL that any MCP client can use.",
+    )
+    p.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="tunnel service address")
+    p.add_argument("--tunnel-id", default="tunnel_" + "2" * 32, metavar="ID")
+    p.add_argument("--mcp-server-url", action="append", default=[], metavar="URL",
+                   help="HTTP MCP target (repeatable; channel=NAME,url=URL)")
+    p.add_argument("--mcp-command", action="append", default=[], metavar="CMD",
+                   help="stdio MCP target (repeatable; channel=NAME,command=CMD)")
+    p.add_argument("--health-listen-addr", default="127.0.0.1:0", metavar="HOST:PORT",
+                   help="operator listener of the embedded client (default ephemeral)")
+    p.add_argument("--health-url-file", default="", metavar="PATH", help="write the operator listener URL here")
+    p.add_argument("--url-file", default="", metavar="PATH", help="write a JSON description here (0600)")
+    p.add_argument("--print-json", action="store_true", help="print the JSON description instead of text")
+    p.add_argument("--response-timeout", default="30s", metavar="DURATION",
+                   help="response_timeout given to each front-door command")
+    p.add_argument("--readiness-timeout", default="10s", metavar="DURATION",
+                   help="how long to wait for readiness before printing the URL anyway")
+    p.add_argument("--duration", default="", metavar="DURATION", help="stop after this long (default: until signal)")
+    p.add_argument("--log.level", dest="log_level", default="warn", metavar="LEVEL")
+    p.set_defaults(handler=cmd_proxy)
+
+    s = dsub.add_parser(
+        "tunnel-service", help="run only the local tunnel service (self-hostable relay)",
+        description="Serve the tunnel runtime API (metadata, poll, response) and the MCP front door "
+        "POST /v1/mcp/{tunnel_id}. Runtime keys are given by reference.",
+    )
+    s.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    s.add_argument("--tunnel-id", action="append", default=[], metavar="ID", help="tunnel to serve (repeatable)")
+    s.add_argument("--runtime-api-key", default="env:CONTROL_PLANE_API_KEY", metavar="REF",
+                   help="runtime key clients must present, env:NAME or file:/path")
+    s.add_argument("--response-timeout", default="30s", metavar="DURATION")
+    s.add_argument("--url-file", default="", metavar="PATH", help="write a JSON description here (0600)")
+    s.add_argument("--log.level", dest="log_level", default="info", metavar="LEVEL")
+    s.set_defaults(handler=cmd_tunnel_service)
+
+    m = dsub.add_parser("mcp-stub", help="run the demo MCP server (server_info, echo, uppercase)")
+    m.add_argument("--listen-addr", default="127.0.0.1:0", metavar="HOST:PORT")
+    m.add_argument("--server-name", default="mcp-stub", metavar="NAME")
+    m.add_argument("--server-version", default="0.1.0", metavar="VERSION")
+    m.set_defaults(handler=cmd_mcp_stub)
+
+
+def _duration(value: str, flag: str) -> float:
+    from tunnel_core.config.durations import parse_duration
+    from tunnel_core.errors import ConfigError
+
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ConfigError(f"{flag}: invalid duration {value!r}; use forms like 30s or 2m") from None
+
+
+def cmd_proxy(args: argparse.Namespace, io: IO) -> int:
+    import anyio
+
+    from tunnel_core.cli.lifecycle import run_async
+    from tunnel_core.devservice.proxy import ProxyDescription, ProxyOptions, check_tunnel_id, run_dev_proxy
+    from tunnel_core.fileutil import atomic_write
+    from tunnel_core.logs import setup_logging
+
+    opts = ProxyOptions(
+        listen=args.listen,
+        tunnel_id=check_tunnel_id(args.tunnel_id),
+        mcp_server_urls=args.mcp_server_url,
+        mcp_commands=args.mcp_command,
+        health_listen_addr=args.health_listen_addr or "127.0.0.1:0",
+        response_timeout=_duration(args.response_timeout, "--response-timeout"),
+        readiness_timeout=_duration(args.readiness_timeout, "--readiness-timeout"),
+        log_level=args.log_level,
+    )
+    if args.health_url_file:
+        opts.extra_flags["cfg__health__url_file"] = args.health_url_file
+    duration = _duration(args.duration, "--duration") if args.duration else None
+    setup_logging(level=args.log_level, fmt="struct-text")
+
+    def on_ready(desc: ProxyDescription) -> None:
+        from pathlib import Path
+
+        if args.url_file:
+            atomic_write(Path(args.url_file), desc.model_dump_json(indent=2) + "\n")
+        if args.print_json:
+            io.out(desc.model_dump_json())
+            return
+        io.out(f"MCP URL: {desc.mcp_url}")
+        io.out(f"Health URL: {desc.health_url}")
+        io.out(f"UI URL: {desc.health_url}/ui")
+        io.out("Try: tools/list, then tools/call echo {\"input\": \"hello\"} with any MCP client. Ctrl-C stops.")
+
+    async def main(stop: anyio.Event) -> None:
+        await run_dev_proxy(opts, stop, on_ready, env=dict(io.env))
+
+    run_async(main, duration=duration)
+    return 0
+
+
+def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
+    import json
+    from pathlib import Path
+
+    import anyio
+
+    from tunnel_core.cli.lifecycle import run_async
+    from tunnel_core.config.refs import resolve_api_key
+    from tunnel_core.devservice.app import ServiceConfig, build_service_app
+    from tunnel_core.devservice.broker import Broker
+    from tunnel_core.devservice.proxy import DEFAULT_TUNNEL_ID, check_tunnel_id
+    from tunnel_core.errors import ConfigError
+    from tunnel_core.fileutil import atomic_write
+    from tunnel_core.logs import setup_logging
+    from tunnel_core.netserve import bind, serve
+
+    if not args.runtime_api_key.startswith(("env:", "file:")):
+        raise ConfigError("--runtime-api-key: give a reference (env:NAME or file:/path), not the key itself")
+    key = resolve_api_key(args.runtime_api_key, setting="--runtime-api-key", env=io.env)
+    tunnels = [check_tunnel_id(t) for t in args.tunnel_id] or [DEFAULT_TUNNEL_ID]
+    broker = Broker()
+    for t in tunnels:
+        broker.add_tunnel(t)
+    config = ServiceConfig(runtime_keys={key}, response_timeout=_duration(args.response_timeout, "--response-timeout"))
+    setup_logging(level=args.log_level, fmt="struct-text")
+    sock = bind(args.listen, what="--listen")
+
+    async def main(stop: anyio.Event) -> None:
+        async with anyio.create_task_group() as tg:
+            served = serve(build_service_app(broker, config), sock, tg)
+            desc = {"control_plane_base_url": served.url,
+                    "tunnels": [{"tunnel_id": t, "mcp_url": f"{served.url}/v1/mcp/{t}"} for t in tunnels]}
+            if args.url_file:
+                atomic_write(Path(args.url_file), json.dumps(desc, indent=2) + "\n")
+            io.out(f"Tunnel service: {served.url}")
+            for t in tunnels:
+                io.out(f"MCP URL: {served.url}/v1/mcp/{t}")
+            await stop.wait()
+            served.stop()
+
+    run_async(main)
+    return 0
+
+
+def cmd_mcp_stub(args: argparse.Namespace, io: IO) -> int:
+    import anyio
+
+    from tunnel_core.cli.lifecycle import run_async
+    from tunnel_core.mcpstub import build_stub_app
+    from tunnel_core.netserve import bind, serve
+
+    sock = bind(args.listen_addr, what="--listen-addr")
+
+    async def main(stop: anyio.Event) -> None:
+        async with anyio.create_task_group() as tg:
+            served = serve(build_stub_app(args.server_name, args.server_version), sock, tg)
+            io.out(f"MCP URL: {served.url}/mcp")
+            io.out(f"Protected resource metadata: {served.url}/.well-known/oauth-protected-resource/mcp")
+            io.out(f"Authorization server metadata: {served.url}/.well-known/oauth-authorization-server")
+            io.out(f"Next: tunnel-client run --mcp.server-url {served.url}/mcp ...")
+            await stop.wait()
+            served.stop()
+
+    run_async(main)
+    return 0

@@ -1,0 +1,82 @@
+"""``tunnel-client run``: the relay in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from tunnel_core.cli.main import IO, add_runtime_flags, merge_aliases
+
+FIRST_USE = (
+    "first use: 'tunnel-client dev proxy' runs everything locally; for a real tunnel set "
+    "CONTROL_PLANE_TUNNEL_ID, CONTROL_PLANE_API_KEY and --mcp.server-url or --mcp.command"
+)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run", help="run the tunnel client in the foreground",
+        description="Long-poll the tunnel control plane and forward each MCP command to the private MCP server. "
+        "Operator endpoints: http://<health.listen-addr>/healthz, /readyz, /metrics, /ui.",
+    )
+    add_runtime_flags(p)
+    g = p.add_argument_group("embedded demo MCP server")
+    g.add_argument("--embedded-mcp-stub", action="store_true",
+                   help="serve the demo MCP server in-process and use it as the main target")
+    g.add_argument("--embedded-mcp-listen-addr", default="127.0.0.1:0", metavar="HOST:PORT")
+    g.add_argument("--embedded-mcp-server-name", default="mcp-stub", metavar="NAME")
+    g.add_argument("--embedded-mcp-server-version", default="0.1.0", metavar="VERSION")
+    p.set_defaults(handler=cmd_run, error_prefix="configure tunnel-client")
+
+
+def cmd_run(args: argparse.Namespace, io: IO) -> int:
+    from tunnel_core.config.settings import load_settings
+    from tunnel_core.errors import ConfigError
+
+    flags = merge_aliases(args)
+    if args.embedded_mcp_stub and (flags.get("cfg__mcp__server_urls") or flags.get("cfg__mcp__commands")):
+        raise ConfigError("--embedded-mcp-stub cannot be combined with --mcp.server-url or --mcp.command")
+    try:
+        settings = load_settings(flags, io.env, require_target=not args.embedded_mcp_stub)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; {FIRST_USE}") from None
+    if args.embedded_mcp_stub:
+        settings = dataclasses.replace(settings, bindings=())
+    args.error_prefix = "tunnel-client"
+    _start(settings, args, io)
+    return 0
+
+
+def _start(settings: Any, args: argparse.Namespace, io: IO) -> None:
+    import dataclasses as dc
+
+    import anyio
+
+    from tunnel_core.cli.lifecycle import run_async
+    from tunnel_core.config.settings import Binding
+    from tunnel_core.logs import setup_logging
+    from tunnel_core.runner import RunHandle, run_client
+
+    setup_logging(level=settings.log_level, fmt=settings.log_format, file=settings.log_file,
+                  context={"tunnel_id": settings.tunnel_id})
+
+    async def main(stop: anyio.Event) -> None:
+        handle = RunHandle(stop=stop)
+        async with anyio.create_task_group() as tg:
+            cfg = settings
+            stub = None
+            if args.embedded_mcp_stub:
+                from tunnel_core.mcpstub import build_stub_app
+                from tunnel_core.netserve import bind, serve
+
+                sock = bind(args.embedded_mcp_listen_addr, what="--embedded-mcp-listen-addr")
+                stub = serve(build_stub_app(args.embedded_mcp_server_name, args.embedded_mcp_server_version),
+                             sock, tg)
+                io.out(f"Embedded MCP stub: {stub.url}/mcp")
+                cfg = dc.replace(settings, bindings=(Binding("main", "http", url=f"{stub.url}/mcp"),))
+            await run_client(cfg, handle=handle)
+            if stub:
+                stub.stop()
+
+    run_async(main)

@@ -1,0 +1,84 @@
+"""The table of runtime settings: flag, environment variable, YAML key and default for each.
+
+Names follow the reference implementation exactly so existing scripts, env files and
+profiles keep working. The table drives the argparse flags, env lookup and YAML fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    key: str  # YAML dotted path; also the internal name
+    flag: str
+    env: str | None
+    default: Any
+    help: str
+    aliases: tuple[str, ...] = ()
+    repeat: bool = False  # flag may be given several times
+    env_sep: str | None = None  # how a repeatable env value is split
+    boolean: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return "cfg__" + self.key.replace(".", "__")
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("control_plane.base_url", "--control-plane.base-url", "CONTROL_PLANE_BASE_URL", "https://api.openai.com",
+         "tunnel control plane base URL (host root)", aliases=("--control-plane-base-url",), metavar="URL"),
+    Spec("control_plane.url_path", "--control-plane.url-path", "CONTROL_PLANE_URL_PATH", "",
+         "path prefix inserted before /v1/... (must start with /)", aliases=("--control-plane-url-path",),
+         metavar="PATH"),
+    Spec("control_plane.tunnel_id", "--control-plane.tunnel-id", "CONTROL_PLANE_TUNNEL_ID", "",
+         "tunnel id, tunnel_<32 lowercase letters or digits>", aliases=("--control-plane-tunnel-id",),
+         metavar="ID"),
+    Spec("control_plane.organization_id", "--control-plane.organization-id", "CONTROL_PLANE_ORGANIZATION_ID", "",
+         "organization id sent as OpenAI-Organization", aliases=("--control-plane-organization-id",),
+         metavar="ID"),
+    Spec("control_plane.api_key", "--control-plane.api-key", None, "",
+         "runtime API key reference, env:NAME or file:/path (default: $CONTROL_PLANE_API_KEY, then $OPENAI_API_KEY)",
+         aliases=("--control-plane-api-key",), metavar="REF"),
+    Spec("control_plane.max_inflight_requests", "--control-plane.max-inflight", "CONTROL_PLANE_MAX_INFLIGHT_REQUESTS",
+         20, "commands held at once, from poll to posted response (1..10000)", metavar="N"),
+    Spec("control_plane.poll_timeout", "--control-plane.poll-timeout", "CONTROL_PLANE_POLL_TIMEOUT", "30s",
+         "long-poll wait asked of the control plane", metavar="DURATION"),
+    Spec("control_plane.poll_deadline_guardrail", "--control-plane.poll-deadline-guardrail",
+         "CONTROL_PLANE_POLL_DEADLINE_GUARDRAIL", "5s", "extra time allowed on top of the poll timeout",
+         metavar="DURATION"),
+    Spec("control_plane.poll_channels", "--control-plane.poll-channel", "CONTROL_PLANE_POLL_CHANNELS", None,
+         "channel to poll (repeatable); unset polls every channel", repeat=True, env_sep=",", metavar="NAME"),
+    Spec("mcp.server_urls", "--mcp.server-url", "MCP_SERVER_URL", None,
+         "Streamable HTTP MCP server URL, or channel=NAME,url=URL (repeatable)", aliases=("--mcp-server-url",),
+         repeat=True, env_sep="\n", metavar="URL"),
+    Spec("mcp.commands", "--mcp.command", "MCP_COMMAND", None,
+         "stdio MCP server command line, or channel=NAME,command=CMD (repeatable)", aliases=("--mcp-command",),
+         repeat=True, env_sep="\n", metavar="CMD"),
+    Spec("mcp.max_concurrent_requests", "--mcp.max-concurrent-requests", "MCP_MAX_CONCURRENT_REQUESTS", 10,
+         "calls running against MCP targets at once", metavar="N"),
+    Spec("mcp.startup_wait_timeout", "--mcp.startup-wait-timeout", "MCP_STARTUP_WAIT_TIMEOUT", "0s",
+         "wait this long for the MCP target to accept connections before polling (0s = off)", metavar="DURATION"),
+    Spec("mcp.connection_max_ttl", "--mcp.connection-max-ttl", "MCP_CONNECTION_MAX_TTL", "10m",
+         "upper bound on one command's MCP stream", metavar="DURATION"),
+    Spec("health.listen_addr", "--health.listen-addr", "HEALTH_LISTEN_ADDR", "127.0.0.1:8080",
+         "operator listener for /healthz, /readyz, /metrics and /ui (:0 = ephemeral port)",
+         aliases=("--health-listen-addr",), metavar="HOST:PORT"),
+    Spec("health.url_file", "--health.url-file", "HEALTH_URL_FILE", "",
+         "write the operator listener's base URL to this file after binding", aliases=("--health-url-file",),
+         metavar="PATH"),
+    Spec("process.pid_file", "--pid.file", "PID_FILE", "", "write the process id to this file", metavar="PATH"),
+    Spec("log.level", "--log.level", "LOG_LEVEL", "info", "debug, info, warn or error", metavar="LEVEL"),
+    Spec("log.format", "--log.format", "LOG_FORMAT", "", "json or struct-text (default: struct-text)",
+         metavar="FORMAT"),
+    Spec("log.file", "--log.file", "LOG_FILE", "", "append logs to this file (0600) instead of stderr",
+         metavar="PATH"),
+)
+
+SPEC_BY_KEY = {s.key: s for s in SPECS}
+
+# Environment variables only consulted when no flag/YAML key is set.
+API_KEY_ENV_FALLBACKS = ("CONTROL_PLANE_API_KEY", "OPENAI_API_KEY")

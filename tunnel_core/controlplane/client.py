@@ -1,0 +1,189 @@
+"""Runtime control-plane client: tunnel metadata, long poll, and response POSTs.
+
+One ``httpx2.AsyncClient`` (keep-alive, connection reuse) is shared by every call of the
+process. Every request carries the Bearer runtime key, the client identity headers and
+the current ``X-Tunnel-MCP-Server-Info`` value.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+
+from tunnel_core import CLIENT_NAME, USER_AGENT, __version__
+from tunnel_core.wire.models import TunnelClientMetadata, TunnelResponsePayload
+
+RETRY_AFTER_CAP = 60.0
+
+# Mitigation hints keyed by the service's stable error codes (shown in logs and CLI output).
+MITIGATIONS: dict[str, str] = {
+    "invalid_tunnel_id_format": "use the exact tunnel_... id from the tunnel settings",
+    "rate_limit_exceeded": "reduce request volume; the client backs off and retries",
+    "tunnel_transport_unavailable": "the tunnel service is unavailable; the client retries with backoff",
+    "tunnel_use_forbidden": "check that the runtime API key belongs to a project allowed to use this tunnel",
+    "tunnel_active_organization_required": "set --control-plane.organization-id / CONTROL_PLANE_ORGANIZATION_ID",
+    "tunnel_missing_principals": "use a runtime API key whose organization or workspace is bound to the tunnel",
+    "pending_request_not_found": "none for isolated races; the request was already answered or expired",
+    "invalid_api_key": "check the runtime API key reference (CONTROL_PLANE_API_KEY or --control-plane.api-key)",
+    "tunnel_not_found": "check the tunnel id; create the tunnel first with 'tunnel-client admin tunnels create'",
+}
+
+
+class ControlPlaneError(Exception):
+    """The control plane answered with a non-success status."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        code: str = "",
+        message: str = "",
+        retry_after: float | None = None,
+        request_id: str = "",
+    ) -> None:
+        super().__init__(f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else ""))
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+    @property
+    def mitigation(self) -> str:
+        if self.code in MITIGATIONS:
+            return MITIGATIONS[self.code]
+        if self.status in (401, 403):
+            return "check the runtime API key and that it may use this tunnel"
+        if self.status == 404:
+            return "check the tunnel id and control-plane base URL / url path"
+        if self.status == 429 or self.status >= 500:
+            return "transient; the client backs off and retries"
+        return ""
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or HTTP-date), capped at 60 s; None when absent/invalid/past."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    delta = when.timestamp() - (now if now is not None else time.time())
+    if delta <= 0:
+        return None
+    return min(delta, RETRY_AFTER_CAP)
+
+
+def error_from_response(status: int, headers: httpx2.Headers, body: bytes) -> ControlPlaneError:
+    code = message = ""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error") if isinstance(data.get("error"), dict) else data
+        code = str(err.get("code") or "")
+        message = str(err.get("message") or err.get("detail") or "")[:300]
+    return ControlPlaneError(
+        status,
+        code=code,
+        message=message,
+        retry_after=parse_retry_after(headers.get("retry-after")),
+        request_id=headers.get("x-request-id", ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    commands: list[Any]
+    received_at: float  # monotonic time the poll response headers arrived
+
+
+class ControlPlaneClient:
+    """Runtime endpoints of one tunnel. ``server_info`` returns the current header value."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx2.AsyncClient,
+        base_url: str,
+        tunnel_id: str,
+        api_key: str,
+        instance_id: str,
+        server_info: Callable[[], str],
+        organization_id: str = "",
+    ) -> None:
+        self._http = http
+        self._root = f"{base_url.rstrip('/')}/v1/tunnels/{tunnel_id}"
+        self._server_info = server_info
+        self._static = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Tunnel-Client-Name": CLIENT_NAME,
+            "X-Tunnel-Client-Version": __version__,
+            "X-Tunnel-Client-Instance-Id": instance_id,
+        }
+        if organization_id:
+            self._static["OpenAI-Organization"] = organization_id
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = dict(self._static)
+        headers["X-Tunnel-MCP-Server-Info"] = self._server_info()
+        if extra:
+            headers.update(extra)
+        return headers
+
+    async def metadata(self, timeout: float = 10.0) -> TunnelClientMetadata:
+        resp = await self._http.get(self._root, headers=self._headers(), timeout=timeout)
+        if resp.status_code != 200:
+            raise error_from_response(resp.status_code, resp.headers, resp.content)
+        return TunnelClientMetadata.model_validate_json(resp.content)
+
+    async def poll(
+        self, *, limit: int, timeout: float, guardrail: float, channels: tuple[str, ...] | None
+    ) -> PollResult:
+        params: list[tuple[str, str | int]] = [("limit", limit), ("timeout_ms", int(timeout * 1000))]
+        for ch in channels or ():
+            params.append(("channel", ch))
+        async with self._http.stream(
+            "GET", f"{self._root}/poll", params=params, headers=self._headers(), timeout=timeout + guardrail
+        ) as resp:
+            received_at = time.monotonic()
+            body = await resp.aread()
+        if resp.status_code == 204:
+            return PollResult([], received_at)
+        if resp.status_code != 200:
+            raise error_from_response(resp.status_code, resp.headers, body)
+        data = json.loads(body) if body else {}
+        commands = data.get("commands") if isinstance(data, dict) else None
+        return PollResult(commands if isinstance(commands, list) else [], received_at)
+
+    async def post_response(
+        self,
+        payload: TunnelResponsePayload,
+        *,
+        shard_token: str,
+        client_request_id: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """POST one response; raises ControlPlaneError on non-200, httpx2.TransportError on network failure."""
+        extra = {"Content-Type": "application/json", "X-Tunnel-Shard-Token": shard_token}
+        if client_request_id:
+            extra["X-Client-Request-Id"] = client_request_id
+        body = json.dumps(payload.wire(), separators=(",", ":"), ensure_ascii=False).encode()
+        resp = await self._http.post(
+            f"{self._root}/response", content=body, headers=self._headers(extra), timeout=timeout
+        )
+        if resp.status_code != 200:
+            raise error_from_response(resp.status_code, resp.headers, resp.content)

@@ -1,0 +1,122 @@
+"""``dev proxy``: local tunnel service + (demo) MCP target + tunnel client in one process."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+from pydantic import BaseModel
+
+from tunnel_core.config.settings import load_settings
+from tunnel_core.devservice.app import ServiceConfig, build_service_app
+from tunnel_core.devservice.broker import Broker
+from tunnel_core.errors import ConfigError
+from tunnel_core.netserve import bind, serve
+from tunnel_core.runner import RunHandle, run_client
+
+log = logging.getLogger("tunnel_client.devproxy")
+
+DEFAULT_TUNNEL_ID = "tunnel_" + "2" * 32
+
+
+class ProxyDescription(BaseModel):
+    """What ``--print-json`` / ``--url-file`` describe (reference field names)."""
+
+    tunnel_id: str
+    mcp_url: str
+    mcp_transport: str = "tcp"
+    mcp_url_path: str
+    control_plane_base_url: str
+    control_plane_transport: str = "tcp"
+    health_url: str
+    backend: str = "python"
+
+
+@dataclass(slots=True)
+class ProxyOptions:
+    listen: str = "127.0.0.1:0"
+    tunnel_id: str = DEFAULT_TUNNEL_ID
+    mcp_server_urls: list[str] = field(default_factory=list)
+    mcp_commands: list[str] = field(default_factory=list)
+    health_listen_addr: str = "127.0.0.1:0"
+    response_timeout: float = 30.0
+    readiness_timeout: float = 10.0
+    log_level: str = "info"
+    extra_flags: dict[str, object] = field(default_factory=dict)
+
+
+async def run_dev_proxy(
+    opts: ProxyOptions,
+    stop: anyio.Event,
+    on_ready: Callable[[ProxyDescription], None],
+    env: dict[str, str] | None = None,
+) -> None:
+    """Serve until ``stop`` is set; ``on_ready`` gets the description once /readyz would say ready."""
+    runtime_key = secrets.token_urlsafe(32)  # in memory only: never printed, logged or written
+    broker = Broker()
+    broker.add_tunnel(opts.tunnel_id, "dev proxy tunnel", "Local tunnel served by tunnel-client dev proxy")
+    service_app = build_service_app(broker, ServiceConfig(runtime_keys={runtime_key},
+                                                         response_timeout=opts.response_timeout))
+    service_sock = bind(opts.listen, what="--listen")
+    async with anyio.create_task_group() as tg:
+        service = serve(service_app, service_sock, tg)
+        stub = None
+        urls = list(opts.mcp_server_urls)
+        if not urls and not opts.mcp_commands:
+            from tunnel_core.mcpstub import build_stub_app
+
+            stub = serve(build_stub_app(), bind("127.0.0.1:0"), tg)
+            urls = [f"{stub.url}/mcp"]
+        flags: dict[str, object] = {
+            "cfg__control_plane__base_url": service.url,
+            "cfg__control_plane__tunnel_id": opts.tunnel_id,
+            "cfg__mcp__server_urls": urls or None,
+            "cfg__mcp__commands": opts.mcp_commands or None,
+            "cfg__health__listen_addr": opts.health_listen_addr,
+            "cfg__log__level": opts.log_level,
+            **opts.extra_flags,
+        }
+        settings = load_settings(flags, {**(env or {}), "CONTROL_PLANE_API_KEY": runtime_key})
+        handle = RunHandle(stop=stop)
+
+        announce_scope = anyio.CancelScope()
+
+        async def announce_when_ready() -> None:
+            with announce_scope:
+                await _announce()
+
+        async def _announce() -> None:
+            await handle.ready_url.wait()
+            assert handle.state is not None
+            with anyio.move_on_after(opts.readiness_timeout) as scope:
+                await handle.state.wait_ready()
+            if scope.cancelled_caught:
+                _, reason = handle.state.readiness()
+                log.warning("not ready within readiness timeout", extra={"reason": reason})
+            on_ready(ProxyDescription(
+                tunnel_id=opts.tunnel_id,
+                mcp_url=f"{service.url}/v1/mcp/{opts.tunnel_id}",
+                mcp_url_path=f"/v1/mcp/{opts.tunnel_id}",
+                control_plane_base_url=service.url,
+                health_url=handle.health_url,
+            ))
+
+        tg.start_soon(announce_when_ready)
+        try:
+            await run_client(settings, handle=handle)
+        finally:
+            announce_scope.cancel()
+            service.stop()
+            if stub:
+                stub.stop()
+
+
+def check_tunnel_id(value: str) -> str:
+    from tunnel_core.wire.models import TUNNEL_ID_RE
+
+    if not TUNNEL_ID_RE.match(value):
+        raise ConfigError(f"--tunnel-id: {value!r} is invalid; use tunnel_ followed by 32 lowercase letters or digits")
+    return value

@@ -1,0 +1,33 @@
+"""The exception tree of tunnel-client.
+
+TunnelClientError            base; carries the process exit code for the CLI
+├── ConfigError              a setting is missing or invalid (exit 1); message names the setting and the fix
+├── UsageError               a command line that cannot be acted on (exit 1)
+└── CheckFailed              a check ran and reported failure (exit 2), output already printed
+
+Target-side failures (the MCP server could not be reached or answered badly) are not
+exceptions here: targets return a synthesized JSON-RPC failure, see
+``tunnel_core.targets.failures``.
+"""
+
+from __future__ import annotations
+
+
+class TunnelClientError(Exception):
+    """Base class; ``exit_code`` is what the CLI exits with."""
+
+    exit_code: int = 1
+
+
+class ConfigError(TunnelClientError):
+    """Raised when configuration cannot be loaded; the message is one line naming the setting and the fix."""
+
+
+class UsageError(TunnelClientError):
+    """Raised for a command line that cannot be acted on."""
+
+
+class CheckFailed(TunnelClientError):
+    """Raised when a check (doctor, health, connect) reports failure after printing its result."""
+
+    exit_code = 2

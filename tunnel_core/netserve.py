@@ -1,0 +1,72 @@
+"""Serving ASGI apps on pre-bound sockets inside our own task group.
+
+Sockets are bound and listening before the server task starts, so the port is known
+at once (``:0`` works) and early connections wait in the backlog instead of failing.
+Signal handling stays with the caller: uvicorn's own handlers are disabled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from anyio.abc import TaskGroup
+
+from tunnel_core.config.settings import parse_listen_addr
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass(slots=True)
+class Served:
+    host: str
+    port: int
+    server: uvicorn.Server
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+def bind(addr: str, *, what: str = "listen address") -> socket.socket:
+    host, port = parse_listen_addr(addr, what=what)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0) -> Served:
+    """Start serving ``app`` on ``sock`` in ``tg``; call ``Served.stop()`` to shut it down."""
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="auto",
+        timeout_graceful_shutdown=int(graceful) or 1,
+        timeout_keep_alive=30,
+        ws="none",
+    )
+    server = _QuietServer(config)
+    host, port = sock.getsockname()[:2]
+    tg.start_soon(server.serve, [sock])
+    return Served(host, port, server)

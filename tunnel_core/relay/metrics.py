@@ -1,0 +1,52 @@
+"""Prometheus metrics of one relay, with the reference implementation's names."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+
+
+class RelayMetrics:
+    """A private registry so several relays (tests, dev proxy) can live in one process."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.polled = Counter("commands_polled", "Commands received from polls", registry=r)
+        self.enqueued = Counter("commands_enqueued", "Commands accepted for processing", registry=r)
+        self.poll_cycles = Counter("commands_poll_cycles", "Poll requests made", registry=r)
+        self.poll_latency = Histogram(
+            "commands_poll_latency_seconds", "Poll request latency", ["error"], registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
+        )
+        self.poll_errors = Counter("commands_poll_errors", "Failed polls", ["error_kind"], registry=r)
+        self.queue_drops = Counter("commands_queue_drops", "Commands dropped", ["drop_reason"], registry=r)
+        self.poll_last_success = Gauge(
+            "commands_poll_last_successful_timestamp_seconds", "Unix time of the last successful poll", registry=r
+        )
+        self.queue_capacity = Gauge("commands_queue_capacity", "Commands that may be held at once", registry=r)
+        self.queue_length = Gauge("commands_queue_length", "Commands held and waiting for a worker", registry=r)
+        self.worker_capacity = Gauge("dispatcher_worker_pool_capacity", "Concurrent MCP calls allowed", registry=r)
+        self.worker_occupancy = Gauge("dispatcher_worker_pool_occupancy", "MCP calls running", registry=r)
+        self.end_to_end = Histogram(
+            "command_end_to_end_latency_milliseconds",
+            "Time from poll receipt to the terminal response being accepted",
+            ["latency_type", "tunnel_id", "tunnel_service_status", "request_kind", "request_method", "channel"],
+            registry=r, buckets=LATENCY_MS_BUCKETS,
+        )
+        self.unsupported_channel = Counter(
+            "command_unsupported_channel", "Commands for a channel with no binding",
+            ["tunnel_id", "channel", "command_type"], registry=r,
+        )
+        self.response_retries = Counter(
+            "command_response_post_retries", "Response POST retries", ["resp_type"], registry=r
+        )
+        self.deadline_drops = Counter(
+            "command_deadline_expired", "Commands dropped because their response_timeout expired", ["stage"],
+            registry=r,
+        )
+        self.liveness = Gauge("liveness", "1 while the process serves", registry=r)
+        self.readiness = Gauge("readiness", "1 while /readyz answers 200", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

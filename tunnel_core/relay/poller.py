@@ -1,0 +1,151 @@
+"""The single poll loop and the in-flight accounting that bounds it.
+
+``control-plane.max-inflight`` bounds every command this client holds, from the poll that
+delivered it until its terminal response is posted, and the ``limit`` of an open poll is
+counted too. A poll therefore asks for at most the free part (and at most 25), so the
+client never holds more than it promised, unlike the reference (workers + queue + 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+import httpx2
+from anyio.abc import TaskGroup
+
+from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
+from tunnel_core.relay.backoff import Backoff
+from tunnel_core.relay.dispatcher import Dispatcher
+from tunnel_core.relay.metrics import RelayMetrics
+from tunnel_core.relay.state import RuntimeState
+from tunnel_core.wire.models import CommandDecodeError, PolledCommand, decode_command
+
+log = logging.getLogger("tunnel_client.controlplane")
+
+MAX_POLL_LIMIT = 25
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        cp: ControlPlaneClient,
+        dispatcher: Dispatcher,
+        state: RuntimeState,
+        metrics: RelayMetrics,
+        max_inflight: int,
+        poll_timeout: float,
+        poll_guardrail: float,
+        poll_channels: tuple[str, ...] | None,
+    ) -> None:
+        self._cp = cp
+        self._dispatcher = dispatcher
+        self._state = state
+        self._metrics = metrics
+        self._capacity = max_inflight
+        self._held = 0
+        self._reserved = 0
+        self._freed = anyio.Event()
+        self._timeout = poll_timeout
+        self._guardrail = poll_guardrail
+        self._channels = poll_channels
+        metrics.queue_capacity.set(max_inflight)
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    @property
+    def free(self) -> int:
+        return max(0, self._capacity - self._held - self._reserved)
+
+    def _update_gauges(self) -> None:
+        self._metrics.queue_length.set(max(0, self._held - self._dispatcher.running))
+
+    async def run(self, commands_tg: TaskGroup) -> None:
+        """Poll until cancelled, handing each command to ``commands_tg``."""
+        backoff = Backoff()
+        reported_auth = False
+        while True:
+            while self.free == 0:
+                await self._freed.wait()
+            limit = min(MAX_POLL_LIMIT, self.free)
+            self._reserved = limit
+            started = time.monotonic()
+            self._metrics.poll_cycles.inc()
+            try:
+                result = await self._cp.poll(
+                    limit=limit, timeout=self._timeout, guardrail=self._guardrail, channels=self._channels
+                )
+            except ControlPlaneError as exc:
+                self._reserved = 0
+                self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
+                self._metrics.poll_errors.labels("other").inc()
+                self._state.poll_failed(f"HTTP {exc.status}" + (f" {exc.code}" if exc.code else ""))
+                delay = max(backoff.next(), exc.retry_after or 0.0)
+                # 401/403 will not fix themselves: report once loudly with the mitigation, then quietly.
+                auth = exc.status in (401, 403)
+                level = (logging.DEBUG if reported_auth else logging.ERROR) if auth else logging.WARNING
+                reported_auth = reported_auth or auth
+                log.log(
+                    level,
+                    "poll failed; backing off",
+                    extra={"retry_in_ms": int(delay * 1000), "status_code": exc.status, "error_code": exc.code,
+                           "error_message": exc.message, "mitigation": exc.mitigation,
+                           "tunnel_request_id": exc.request_id or "missing_request_id"},
+                )
+                await anyio.sleep(delay)
+                continue
+            except httpx2.HTTPError as exc:
+                self._reserved = 0
+                kind = "timeout" if isinstance(exc, httpx2.TimeoutException) else "other"
+                self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
+                self._metrics.poll_errors.labels(kind).inc()
+                self._state.poll_failed(f"{type(exc).__name__}")
+                delay = backoff.next()
+                log.warning(
+                    "poll timed out; backing off" if kind == "timeout" else "poll failed; backing off",
+                    extra={"retry_in_ms": int(delay * 1000), "error_type": type(exc).__name__},
+                )
+                await anyio.sleep(delay)
+                continue
+            self._reserved = 0
+            self._metrics.poll_latency.labels("false").observe(time.monotonic() - started)
+            if backoff.attempts:
+                log.info("poller recovered", extra={"failed_attempts": backoff.attempts})
+            backoff.reset()
+            reported_auth = False
+            self._state.poll_succeeded()
+            self._metrics.poll_last_success.set(time.time())
+            if len(result.commands) > limit:
+                log.error("poll returned more commands than requested",
+                          extra={"limit": limit, "count": len(result.commands)})
+            for raw in result.commands:
+                self._metrics.polled.inc()
+                try:
+                    cmd = decode_command(raw)
+                except CommandDecodeError as exc:
+                    self._metrics.queue_drops.labels(exc.reason).inc()
+                    log.warning("dropping malformed command",
+                                extra={"request_id": exc.request_id or "", "reason": exc.reason, "detail": str(exc)})
+                    continue
+                self._held += 1
+                self._metrics.enqueued.inc()
+                commands_tg.start_soon(self._run_one, cmd, result.received_at)
+            self._update_gauges()
+
+    async def drained(self) -> None:
+        """Return once no command is held."""
+        while self._held:
+            await self._freed.wait()
+
+    async def _run_one(self, cmd: PolledCommand, received_at: float) -> None:
+        try:
+            await self._dispatcher.handle(cmd, received_at)
+        finally:
+            self._held -= 1
+            self._update_gauges()
+            self._freed.set()
+            self._freed = anyio.Event()

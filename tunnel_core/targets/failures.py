@@ -1,0 +1,101 @@
+"""Synthesized JSON-RPC failures with ``error.data.tunnel_failure`` provenance.
+
+A target failure never copies the target's raw body, URL or exception text into the
+envelope: only a status text and the bounded provenance fields below.
+"""
+
+from __future__ import annotations
+
+import errno
+import ssl
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import httpx2
+
+from tunnel_core.wire.models import FailureSource, TunnelFailure
+
+
+@dataclass
+class TargetFailure(Exception):
+    """A classified failure to get a usable answer from a target."""
+
+    source: FailureSource
+    kind: str
+    status: int = 502
+    upstream_status: int | None = None
+
+    def envelope(self, rpc_id: Any) -> dict[str, Any]:
+        failure = TunnelFailure(
+            source=self.source,
+            transport_error_kind=self.kind,
+            upstream_response_received=self.upstream_status is not None,
+            upstream_status=self.upstream_status,
+        )
+        return synthesized_error(rpc_id, self.status, failure)
+
+
+def status_text(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Bad Gateway"
+
+
+def synthesized_error(rpc_id: Any, status: int, failure: TunnelFailure | None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": -32603, "message": status_text(status)}
+    if failure is not None:
+        error["data"] = {"tunnel_failure": failure.wire()}
+    return {"jsonrpc": "2.0", "id": rpc_id, "error": error}
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def classify_exception(exc: BaseException) -> TargetFailure:
+    """Map a transport exception to its failure source and kind (a lookup on the cause chain)."""
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, ssl.SSLError):
+            return TargetFailure("tls", "tls")
+        if e.__class__.__name__ == "gaierror":
+            return TargetFailure("dns", "dns")
+        if isinstance(e, OSError) and e.errno is not None:
+            kind = {
+                errno.ECONNREFUSED: ("connect", "connection_refused"),
+                errno.ENETUNREACH: ("connect", "network_unreachable"),
+                errno.EHOSTUNREACH: ("connect", "host_unreachable"),
+                errno.ECONNRESET: ("transport_closed", "connection_reset"),
+                errno.EPIPE: ("transport_closed", "closed_pipe"),
+                errno.ECONNABORTED: ("transport_closed", "connection_aborted"),
+                errno.ENOENT: ("connect", "dial"),
+            }.get(e.errno)
+            if kind:
+                return TargetFailure(kind[0], kind[1])  # type: ignore[arg-type]
+    text = " ".join(str(e) for e in chain).lower()
+    if isinstance(exc, httpx2.TimeoutException):
+        return TargetFailure("timeout", "timeout")
+    if isinstance(exc, httpx2.ConnectError):
+        if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
+            return TargetFailure("dns", "dns")
+        if "ssl" in text or "certificate" in text:
+            return TargetFailure("tls", "tls")
+        if "refused" in text:
+            return TargetFailure("connect", "connection_refused")
+        return TargetFailure("connect", "dial")
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return TargetFailure("transport_closed", "unexpected_eof")
+    if isinstance(exc, httpx2.ReadError):
+        return TargetFailure("transport_closed", "connection_reset")
+    if isinstance(exc, httpx2.WriteError):
+        return TargetFailure("transport_closed", "closed_pipe")
+    if isinstance(exc, (httpx2.CloseError, httpx2.StreamError)):
+        return TargetFailure("transport_closed", "connection_closed")
+    return TargetFailure("client_internal", "unknown")

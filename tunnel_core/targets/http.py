@@ -1,0 +1,252 @@
+"""Streamable HTTP MCP target.
+
+The connector's JSON-RPC message is POSTed as received (ids and payload untouched) over a
+kept-alive connection pool. JSON and SSE answers are both read; every server notification
+on an SSE stream is emitted as ``jsonrpc_notify`` before the terminal ``jsonrpc_response``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import anyio
+import httpx2
+
+from tunnel_core import __version__
+from tunnel_core.targets.base import Emit, ProbeResult, Reply
+from tunnel_core.targets.failures import TargetFailure, classify_exception
+from tunnel_core.targets.headers import request_headers, response_headers
+from tunnel_core.wire.models import HeaderMap, JsonRpcCommand, SessionTerminationCommand, header_value
+
+log = logging.getLogger("tunnel_client.mcpclient")
+
+MAX_ERROR_BODY = 100 * 1024
+DEFAULT_ACCEPT = "application/json, text/event-stream"
+PROBE_PROTOCOL_VERSION = "2025-06-18"
+
+
+def _is_response_to(msg: Any, rpc_id: Any) -> bool:
+    return isinstance(msg, dict) and "method" not in msg and ("result" in msg or "error" in msg) and (
+        msg.get("id") == rpc_id
+    )
+
+
+def _is_mcp_error(msg: Any, rpc_id: Any) -> bool:
+    """A JSON-RPC error response for this id that may be passed through verbatim."""
+    if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or "result" in msg or "method" in msg:
+        return False
+    err = msg.get("error")
+    return (
+        msg.get("id") == rpc_id
+        and isinstance(err, dict)
+        and isinstance(err.get("code"), int)
+        and isinstance(err.get("message"), str)
+    )
+
+
+def _json_headers(headers: HeaderMap, *, force: bool) -> HeaderMap:
+    ct = headers.get("Content-Type", [""])[0].lower()
+    if force or not ct.startswith("text/event-stream"):
+        headers = dict(headers)
+        headers["Content-Type"] = ["application/json"]
+    return headers
+
+
+class HTTPTarget:
+    """An MCP server reached over Streamable HTTP."""
+
+    kind = "http"
+    proc_affinity = False
+
+    def __init__(self, channel: str, url: str, http: httpx2.AsyncClient, *, connection_ttl: float) -> None:
+        self.channel = channel
+        self.url = url
+        self._http = http
+        self._ttl = connection_ttl
+
+    def _headers(self, cmd_headers: HeaderMap) -> list[tuple[str, str]]:
+        headers = request_headers(cmd_headers, allow_authorization=True)
+        names = {k.lower() for k, _ in headers}
+        if "accept" not in names:
+            headers.append(("Accept", DEFAULT_ACCEPT))
+        headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+        headers.append(("Content-Type", "application/json"))
+        return headers
+
+    async def call(self, cmd: JsonRpcCommand, emit: Emit) -> Reply:
+        msg = cmd.jsonrpc
+        is_request = "method" in msg and "id" in msg
+        rpc_id = msg.get("id")
+        body = json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = self._headers(cmd.headers)
+        try:
+            with anyio.fail_after(self._ttl):
+                async with self._http.stream("POST", self.url, content=body, headers=headers) as resp:
+                    if not is_request:
+                        await resp.aread()
+                        return Reply("notify_ack", resp.status_code, None, response_headers(resp.headers.multi_items()))
+                    return await self._read_answer(resp, rpc_id, emit)
+        except TimeoutError:
+            raise  # connection TTL: the dispatcher drops the command without a response
+        except TargetFailure as failure:
+            return self._failure_reply(failure, rpc_id, is_request)
+        except httpx2.HTTPError as exc:
+            failure = classify_exception(exc)
+            log.warning(
+                "mcp request failed",
+                extra={"channel": self.channel, "source": failure.source, "kind": failure.kind,
+                       "error_type": type(exc).__name__},
+            )
+            return self._failure_reply(failure, rpc_id, is_request)
+
+    def _failure_reply(self, failure: TargetFailure, rpc_id: Any, is_request: bool) -> Reply:
+        if not is_request:
+            return Reply("notify_ack", failure.status, None, {})
+        return Reply(
+            "jsonrpc_response", failure.status, failure.envelope(rpc_id), {"Content-Type": ["application/json"]}
+        )
+
+    async def _read_answer(self, resp: httpx2.Response, rpc_id: Any, emit: Emit) -> Reply:
+        status = resp.status_code
+        headers = response_headers(resp.headers.multi_items())
+        ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+        if status >= 300:
+            raw = await _read_capped(resp, MAX_ERROR_BODY)
+            if raw is None:
+                raise TargetFailure("target_http", "response_body_too_large", status, status)
+            if not raw:
+                raise TargetFailure("target_http", "response_body_missing", status, status)
+            try:
+                msg = json.loads(raw) if ctype != "text/event-stream" else _last_sse_json(raw)
+            except ValueError:
+                raise TargetFailure("target_http", "malformed_json", status, status) from None
+            if _is_mcp_error(msg, rpc_id):
+                return Reply("jsonrpc_response", status, msg, headers)
+            raise TargetFailure("target_http", "invalid_mcp_error", status, status)
+        if ctype == "text/event-stream":
+            return await self._read_sse(resp, rpc_id, emit, status, headers)
+        raw = await resp.aread()
+        if not raw:
+            raise TargetFailure("protocol", "response_body_missing")
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            raise TargetFailure("protocol", "malformed_json") from None
+        if not _is_response_to(msg, rpc_id):
+            raise TargetFailure("protocol", "invalid_protocol_response")
+        return Reply("jsonrpc_response", status, msg, _json_headers(headers, force=True))
+
+    async def _read_sse(
+        self, resp: httpx2.Response, rpc_id: Any, emit: Emit, status: int, headers: HeaderMap
+    ) -> Reply:
+        notify_ok = True
+        notify_headers = dict(headers)
+        async for event in httpx2.EventSource(resp):
+            if event.event not in ("", "message") or not event.data.strip():
+                continue  # keep-alive pings and other event types carry no JSON-RPC
+            try:
+                msg = json.loads(event.data)
+            except ValueError:
+                raise TargetFailure("protocol", "malformed_json") from None
+            if _is_response_to(msg, rpc_id):
+                return Reply("jsonrpc_response", status, msg, _json_headers(headers, force=False))
+            if isinstance(msg, dict) and "method" in msg and "id" not in msg:
+                if notify_ok:
+                    notify_ok = await emit(Reply("jsonrpc_notify", status, msg, notify_headers))
+                continue
+            raise TargetFailure("protocol", "invalid_protocol_response")
+        raise TargetFailure("transport_closed", "eof")
+
+    async def terminate_session(self, cmd: SessionTerminationCommand) -> Reply:
+        headers = [(k, v) for k, v in request_headers(cmd.headers) if k.lower() != "content-type"]
+        try:
+            with anyio.fail_after(self._ttl):
+                resp = await self._http.delete(self.url, headers=headers)
+        except httpx2.HTTPError:
+            return Reply("session_termination_response", 502, None, {})
+        return Reply("session_termination_response", resp.status_code, None, response_headers(resp.headers.multi_items()))
+
+    async def probe(self, timeout: float = 2.0) -> ProbeResult:
+        """MCP ``initialize`` handshake; 401 counts as reachable-but-auth-required."""
+        body = {
+            "jsonrpc": "2.0",
+            "id": "tunnel-client-probe",
+            "method": "initialize",
+            "params": {
+                "protocolVersion": PROBE_PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "tunnel-client", "version": __version__},
+            },
+        }
+        headers = {"Accept": DEFAULT_ACCEPT, "Content-Type": "application/json"}
+        try:
+            with anyio.fail_after(timeout):
+                async with self._http.stream("POST", self.url, json=body, headers=headers) as resp:
+                    raw = await _read_capped(resp, MAX_ERROR_BODY)
+                    session = resp.headers.get("mcp-session-id")
+        except TimeoutError:
+            return ProbeResult("timeout", f"no answer within {timeout:g}s")
+        except httpx2.HTTPError as exc:
+            f = classify_exception(exc)
+            return ProbeResult("failed", f"{f.source}: {f.kind}")
+        if resp.status_code == 401:
+            return ProbeResult("auth-required", "HTTP 401")
+        if resp.status_code >= 300:
+            return ProbeResult("failed", f"HTTP {resp.status_code}")
+        if session:
+            # Leave no half-open session behind on the server.
+            try:
+                await self._http.delete(self.url, headers={"Mcp-Session-Id": session}, timeout=timeout)
+            except httpx2.HTTPError:
+                pass
+        text = (raw or b"").decode("utf-8", "replace")
+        if '"result"' not in text:
+            return ProbeResult("failed", "initialize returned no result")
+        return ProbeResult("ok")
+
+    async def wait_accepting(self, deadline: float) -> bool:
+        """Retry a TCP-level request until the server accepts connections or ``deadline`` (monotonic) passes."""
+        delay = 0.05
+        while True:
+            try:
+                await self._http.request("HEAD", self.url, timeout=1.0)
+                return True
+            except httpx2.ConnectError:
+                pass
+            except httpx2.HTTPError:
+                return True
+            if anyio.current_time() + delay > deadline:
+                return False
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _read_capped(resp: httpx2.Response, cap: int) -> bytes | None:
+    """Read at most ``cap`` bytes; None when the body is larger."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _last_sse_json(raw: bytes) -> Any:
+    last: Any = None
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if line.startswith("data:"):
+            last = json.loads(line[5:].strip())
+    if last is None:
+        raise ValueError("no data")
+    return last
+
+
+def target_header(headers: HeaderMap, name: str) -> str | None:
+    return header_value(headers, name)
