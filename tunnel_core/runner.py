@@ -92,9 +92,10 @@ def status_payload(settings: Settings, state: RuntimeState, targets: dict[str, T
         probe = state.probes.get(b.channel, ProbeResult("pending"))
         target = targets.get(b.channel)
         details: list[dict[str, str]] = []
-        pid = getattr(target, "pid", None)
-        if pid:
-            details.append({"key": "pid", "value": str(pid)})
+        for key in ("pid", "restarts", "last_exit"):
+            value = getattr(target, key, None)
+            if value is not None:
+                details.append({"key": key, "value": str(value)})
         channels.append({
             "name": b.channel, "enabled": True, "server_kind": "external", "transport_kind": b.kind,
             "target": b.url if b.kind == "http" else b.command, "probe_status": probe.status,
@@ -152,8 +153,10 @@ async def run_client(
         poll_timeout=settings.poll_timeout, poll_guardrail=settings.poll_guardrail,
         poll_channels=settings.poll_channels,
     )
-    for channel in targets:
+    for channel, target in targets.items():
         state.probes[channel] = ProbeResult("pending")
+        if hasattr(target, "on_state"):
+            target.on_state = lambda result, ch=channel: state.set_probe(ch, result)
     ops_sock = bind(settings.health_listen_addr, what="--health.listen-addr / HEALTH_LISTEN_ADDR")
     url_file = Path(settings.health_url_file) if settings.health_url_file else None
     pid_file = Path(settings.pid_file) if settings.pid_file else None

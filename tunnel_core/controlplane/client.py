@@ -91,7 +91,7 @@ def error_from_response(status: int, headers: httpx2.Headers, body: bytes) -> Co
     except ValueError:
         data = None
     if isinstance(data, dict):
-        err = data.get("error") if isinstance(data.get("error"), dict) else data
+        err: dict[str, Any] = data["error"] if isinstance(data.get("error"), dict) else data
         code = str(err.get("code") or "")
         message = str(err.get("message") or err.get("detail") or "")[:300]
     return ControlPlaneError(
@@ -153,7 +153,7 @@ class ControlPlaneClient:
     async def poll(
         self, *, limit: int, timeout: float, guardrail: float, channels: tuple[str, ...] | None
     ) -> PollResult:
-        params: list[tuple[str, str | int]] = [("limit", limit), ("timeout_ms", int(timeout * 1000))]
+        params: list[tuple[str, str | int | float | bool | None]] = [("limit", limit), ("timeout_ms", int(timeout * 1000))]
         for ch in channels or ():
             params.append(("channel", ch))
         async with self._http.stream(

@@ -18,7 +18,7 @@ from tunnel_core import __version__
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure, classify_exception
 from tunnel_core.targets.headers import request_headers, response_headers
-from tunnel_core.wire.models import HeaderMap, JsonRpcCommand, SessionTerminationCommand, header_value
+from tunnel_core.wire.models import HeaderMap, JsonRpcCommand, SessionTerminationCommand
 
 log = logging.getLogger("tunnel_client.mcpclient")
 
@@ -90,8 +90,8 @@ class HTTPTarget:
                     return await self._read_answer(resp, rpc_id, emit)
         except TimeoutError:
             raise  # connection TTL: the dispatcher drops the command without a response
-        except TargetFailure as failure:
-            return self._failure_reply(failure, rpc_id, is_request)
+        except TargetFailure as known:
+            return self._failure_reply(known, rpc_id, is_request)
         except httpx2.HTTPError as exc:
             failure = classify_exception(exc)
             log.warning(
@@ -247,6 +247,3 @@ def _last_sse_json(raw: bytes) -> Any:
         raise ValueError("no data")
     return last
 
-
-def target_header(headers: HeaderMap, name: str) -> str | None:
-    return header_value(headers, name)
