@@ -49,6 +49,8 @@ def register(sub: Any) -> None:
     s.add_argument("--response-timeout", default="30s", metavar="DURATION")
     s.add_argument("--url-file", default="", metavar="PATH", help="write a JSON description here (0600)")
     s.add_argument("--log.level", dest="log_level", default="info", metavar="LEVEL")
+    s.add_argument("--test-controls", action="store_true",
+                   help="enable /_test/requests and /_test/faults (for tests only; never expose)")
     s.set_defaults(handler=cmd_tunnel_service)
 
     m = dsub.add_parser("mcp-stub", help="run the demo MCP server (server_info, echo, uppercase)")
@@ -134,7 +136,10 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
     broker = Broker()
     for t in tunnels:
         broker.add_tunnel(t)
-    config = ServiceConfig(runtime_keys={key}, response_timeout=_duration(args.response_timeout, "--response-timeout"))
+    from tunnel_core.devservice.testcontrols import TestControls
+
+    config = ServiceConfig(runtime_keys={key}, response_timeout=_duration(args.response_timeout, "--response-timeout"),
+                           test_controls=TestControls() if args.test_controls else None)
     setup_logging(level=args.log_level, fmt="struct-text")
     sock = bind(args.listen, what="--listen")
 

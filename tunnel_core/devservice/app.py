@@ -22,8 +22,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from tunnel_core.devservice.broker import Broker, DeliveryError, Pending
+from tunnel_core.devservice.testcontrols import TestControls, TestControlsMiddleware
 from tunnel_core.targets.failures import status_text
 from tunnel_core.wire.models import TUNNEL_ID_RE, TunnelResponsePayload
 
@@ -40,6 +42,7 @@ class ServiceConfig:
     runtime_keys: set[str] = field(default_factory=set)
     response_timeout: float = 30.0
     max_poll_timeout: float = 60.0
+    test_controls: TestControls | None = None  # fault knobs and request record, tests only
 
 
 def api_error(status: int, message: str, code: str | None, typ: str = "invalid_request_error",
@@ -70,7 +73,7 @@ def _sse(payload: dict[str, Any]) -> bytes:
     return b"event: message\ndata: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def build_service_app(broker: Broker, config: ServiceConfig) -> Starlette:
+def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
     def authorized(request: Request) -> bool:
         auth = request.headers.get("authorization", "")
         if not auth.lower().startswith("bearer "):
@@ -229,7 +232,7 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> Starlette:
         return StreamingResponse(stream(), status_code=200 if status < 300 else status, headers=hdrs,
                                  media_type="text/event-stream")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/tunnels/{tunnel_id}", metadata, methods=["GET"]),
             Route("/v1/tunnels/{tunnel_id}/poll", poll, methods=["GET"]),
@@ -237,6 +240,9 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> Starlette:
             Route("/v1/mcp/{tunnel_id}", front_door, methods=["GET", "POST", "DELETE"]),
         ]
     )
+    if config.test_controls is not None:
+        return TestControlsMiddleware(app, config.test_controls)
+    return app
 
 
 def _timeout_response(is_request: bool, rpc_id: Any) -> Response:
