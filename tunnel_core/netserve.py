@@ -19,6 +19,14 @@ from anyio.abc import TaskGroup
 from tunnel_core.config.settings import parse_listen_addr
 
 
+try:
+    import httptools  # noqa: F401
+
+    _HTTP_IMPL = "httptools"
+except ImportError:  # pragma: no cover - optional speed-up
+    _HTTP_IMPL = "h11"
+
+
 class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -67,6 +75,7 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
         timeout_graceful_shutdown=int(graceful) or 1,
         timeout_keep_alive=30,
         ws="none",
+        http=_HTTP_IMPL,
     )
     server = _QuietServer(config)
     host, port = sock.getsockname()[:2]

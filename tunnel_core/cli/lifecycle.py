@@ -35,4 +35,11 @@ async def run_until_signal(main: Callable[[anyio.Event], Awaitable[None]], *, du
 
 
 def run_async(main: Callable[[anyio.Event], Awaitable[None]], *, duration: float | None = None) -> None:
-    anyio.run(lambda: run_until_signal(main, duration=duration), backend="asyncio")
+    """Run on asyncio, with uvloop when it is installed (it roughly halves per-request CPU)."""
+    try:
+        import uvloop  # noqa: F401
+
+        options = {"use_uvloop": True}
+    except ImportError:
+        options = {}
+    anyio.run(lambda: run_until_signal(main, duration=duration), backend="asyncio", backend_options=options)

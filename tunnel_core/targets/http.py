@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -142,19 +143,20 @@ class HTTPTarget:
         self, resp: httpx2.Response, rpc_id: Any, emit: Emit, status: int, headers: HeaderMap
     ) -> Reply:
         notify_ok = True
-        notify_headers = dict(headers)
-        async for event in httpx2.EventSource(resp):
-            if event.event not in ("", "message") or not event.data.strip():
+        chunks = resp.aiter_bytes()
+        async for event, data in iter_sse(chunks):
+            if event not in ("", "message") or not data.strip():
                 continue  # keep-alive pings and other event types carry no JSON-RPC
             try:
-                msg = json.loads(event.data)
+                msg = json.loads(data)
             except ValueError:
                 raise TargetFailure("protocol", "malformed_json") from None
             if _is_response_to(msg, rpc_id):
+                await _drain(chunks)
                 return Reply("jsonrpc_response", status, msg, _json_headers(headers, force=False))
             if isinstance(msg, dict) and "method" in msg and "id" not in msg:
                 if notify_ok:
-                    notify_ok = await emit(Reply("jsonrpc_notify", status, msg, notify_headers))
+                    notify_ok = await emit(Reply("jsonrpc_notify", status, msg, headers))
                 continue
             raise TargetFailure("protocol", "invalid_protocol_response")
         raise TargetFailure("transport_closed", "eof")
@@ -236,6 +238,35 @@ async def _read_capped(resp: httpx2.Response, cap: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, str]]:
+    """Yield (event, data) for each server-sent event; the caller keeps ``chunks`` for draining."""
+    buf = b""
+    async for chunk in chunks:
+        buf += chunk
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        while True:
+            end = buf.find(b"\n\n")
+            if end < 0:
+                break
+            frame, buf = buf[:end], buf[end + 2 :]
+            event, data = "", []
+            for line in frame.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data.append(line[5:].removeprefix(b" ").decode("utf-8", "replace"))
+                elif line.startswith(b"event:"):
+                    event = line[6:].strip().decode("utf-8", "replace")
+            if data or event:
+                yield event, "\n".join(data)
+
+
+async def _drain(chunks: AsyncIterator[bytes], budget: float = 1.0) -> None:
+    """Read what is left of a finished stream so the kept-alive connection can be reused."""
+    with anyio.move_on_after(budget):
+        async for _ in chunks:
+            pass
 
 
 def _last_sse_json(raw: bytes) -> Any:
