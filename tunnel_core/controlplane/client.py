@@ -20,6 +20,7 @@ from tunnel_core import CLIENT_NAME, USER_AGENT, __version__
 from tunnel_core.wire.models import TunnelClientMetadata, TunnelResponsePayload
 
 RETRY_AFTER_CAP = 60.0
+WIRE_PROTOCOL_VERSION = "2026-08-25"
 
 # Mitigation hints keyed by the service's stable error codes (shown in logs and CLI output).
 MITIGATIONS: dict[str, str] = {
@@ -133,6 +134,7 @@ class ControlPlaneClient:
             "X-Tunnel-Client-Name": CLIENT_NAME,
             "X-Tunnel-Client-Version": __version__,
             "X-Tunnel-Client-Instance-Id": instance_id,
+            "X-Tunnel-Client-Wire-Protocol-Version": WIRE_PROTOCOL_VERSION,
         }
         if organization_id:
             self._static["OpenAI-Organization"] = organization_id

@@ -311,7 +311,12 @@ class StdioTarget:
             self._calls.pop(internal, None)
             send.close()
             if not answered:
-                await self._retire(internal)
+                if msg.get("method") == "initialize":
+                    # An unanswered initialize cannot be cancelled or replayed safely: fail closed
+                    # by restarting the child so the next session starts clean.
+                    self._kill_child()
+                else:
+                    await self._retire(internal)
 
     @staticmethod
     def _restore_progress(call: _Call, msg: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +324,12 @@ class StdioTarget:
         if isinstance(params, dict) and params.get("progressToken") in call.progress:
             return {**msg, "params": {**params, "progressToken": call.progress[params["progressToken"]]}}
         return msg
+
+    def _kill_child(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     async def _retire(self, internal: str) -> None:
         """Remember an abandoned id so its late answer is discarded, and tell the server to stop."""
