@@ -161,11 +161,14 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
         if not isinstance(message, dict):
             return api_error(400, "The MCP request body must be a JSON object.", "invalid_json_payload")
         channel = request.query_params.get("channel", "main")
+        response_timeout = _duration_ms(config.response_timeout)
+        if config.test_controls is not None and "response_timeout" in request.query_params:
+            response_timeout = request.query_params["response_timeout"]
         command = {
             "command_type": "jsonrpc",
             "channel": channel,
             "created_at": _now_rfc3339(),
-            "response_timeout": _duration_ms(config.response_timeout),
+            "response_timeout": response_timeout,
             "headers": headers,
             "jsonrpc": message,
         }

@@ -7,11 +7,14 @@
   requests to a route have their connection dropped mid-response.
 
 Faults are consumed in order of arrival, so a test states exactly which request fails.
+With test controls on, the front door also honours ``?response_timeout=<duration>`` so a
+test can give one call its own deadline (``0s`` = already expired).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,7 +87,7 @@ class TestControlsMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         route = _route(path)
         record: dict[str, Any] = {
-            "method": scope["method"], "path": path, "route": route,
+            "t": time.monotonic(), "method": scope["method"], "path": path, "route": route,
             "query": scope.get("query_string", b"").decode("latin-1"),
             "headers": {k: ("[MASKED]" if k in _MASKED else v) for k, v in headers.items()},
             "has_bearer": headers.get("authorization", "").lower().startswith("bearer "),
