@@ -18,7 +18,6 @@ from anyio.abc import TaskGroup
 
 from tunnel_core.config.settings import parse_listen_addr
 
-
 try:
     import httptools  # noqa: F401
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 
 from tunnel_core import __version__
 from tunnel_core.config.durations import format_duration
 from tunnel_core.config.settings import Settings
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
 from tunnel_core.fileutil import atomic_write, remove_quietly
+from tunnel_core.httpio import HTTPPool, default_ssl_context
 from tunnel_core.netserve import bind, serve
 from tunnel_core.opsserver.app import build_ops_app, iso
 from tunnel_core.relay.dispatcher import Dispatcher
@@ -52,15 +52,9 @@ class RunHandle:
     metrics: RelayMetrics | None = None
 
 
-def http_client(*, max_connections: int = 100) -> httpx2.AsyncClient:
-    """The one HTTP stack of the process (httpx2): keep-alive pool, no env proxies unless configured."""
-    return httpx2.AsyncClient(
-        timeout=httpx2.Timeout(30.0, connect=10.0),
-        limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
-                             keepalive_expiry=30.0),
-        trust_env=False,
-        follow_redirects=False,
-    )
+def http_client(*, max_connections: int = 100) -> HTTPPool:
+    """A keep-alive pool on the process's one HTTP stack (httpx2's transport layer); no env proxies."""
+    return HTTPPool(max_connections=max_connections, ssl_context=default_ssl_context())
 
 
 def build_targets(settings: Settings, *, max_concurrent: int) -> dict[str, Target]:
@@ -218,7 +212,7 @@ async def _fetch_metadata(cp: ControlPlaneClient, state: RuntimeState) -> None:
         state.metadata_error = str(exc)
         log.warning("tunnel metadata unavailable",
                     extra={"status_code": exc.status, "error_code": exc.code, "mitigation": exc.mitigation})
-    except httpx2.HTTPError as exc:
+    except NetworkOrDecodeErrors as exc:
         state.metadata_error = type(exc).__name__
         log.warning("tunnel metadata unavailable", extra={"error_type": type(exc).__name__})
 

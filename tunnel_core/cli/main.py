@@ -7,6 +7,7 @@ Heavy modules (anyio, httpx2, uvicorn, mcp) are imported inside the command func
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -81,18 +82,20 @@ def merge_aliases(ns: argparse.Namespace) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tunnel_core.cli import devcmd, runcmd
+    from tunnel_core.cli import devcmd, opscmd, profilescmd, runcmd
 
     parser = argparse.ArgumentParser(
         prog="tunnel-client",
         description="Reach a private MCP server from ChatGPT, Codex or any hosted MCP client with no inbound port.",
-        epilog=SETUP_PAGES,
+        epilog=SETUP_PAGES + opscmd.topics_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     runcmd.register(sub)
     devcmd.register(sub)
+    profilescmd.register(sub)
+    opscmd.register(sub)
     return parser
 
 
@@ -106,7 +109,15 @@ def main(
     """Run the CLI; returns the process exit code."""
     io = IO(env if env is not None else os.environ, stdout or sys.stdout, stderr or sys.stderr)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse writes usage/--help to the process streams and exits 2 on a bad command
+    # line; keep output on the injected streams and make usage errors exit 1 (2 means
+    # "a check failed" for doctor and health).
+    try:
+        with contextlib.redirect_stdout(io.stdout), contextlib.redirect_stderr(io.stderr):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        return 1 if code == 2 else code
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(io.stdout)

@@ -1,7 +1,7 @@
 """Runtime control-plane client: tunnel metadata, long poll, and response POSTs.
 
-One ``httpx2.AsyncClient`` (keep-alive, connection reuse) is shared by every call of the
-process. Every request carries the Bearer runtime key, the client identity headers and
+One keep-alive connection pool (``tunnel_core.httpio``, over httpx2's transport layer) is
+shared by every call of the process. Every request carries the Bearer runtime key, the client identity headers and
 the current ``X-Tunnel-MCP-Server-Info`` value.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import httpx2
+from urllib.parse import quote
 
 from tunnel_core import CLIENT_NAME, USER_AGENT, __version__
+from tunnel_core.httpio import HTTPPool
 from tunnel_core.wire.models import TunnelClientMetadata, TunnelResponsePayload
 
 RETRY_AFTER_CAP = 60.0
@@ -85,7 +85,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return min(delta, RETRY_AFTER_CAP)
 
 
-def error_from_response(status: int, headers: httpx2.Headers, body: bytes) -> ControlPlaneError:
+def error_from_response(status: int, headers: Mapping[str, str], body: bytes) -> ControlPlaneError:
+    """Build the error from a non-success answer; ``headers`` is looked up by lower-case name."""
     code = message = ""
     try:
         data = json.loads(body) if body else None
@@ -116,7 +117,7 @@ class ControlPlaneClient:
     def __init__(
         self,
         *,
-        http: httpx2.AsyncClient,
+        http: HTTPPool,
         base_url: str,
         tunnel_id: str,
         api_key: str,
@@ -127,7 +128,7 @@ class ControlPlaneClient:
         self._http = http
         self._root = f"{base_url.rstrip('/')}/v1/tunnels/{tunnel_id}"
         self._server_info = server_info
-        self._static = {
+        static = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
@@ -137,36 +138,33 @@ class ControlPlaneClient:
             "X-Tunnel-Client-Wire-Protocol-Version": WIRE_PROTOCOL_VERSION,
         }
         if organization_id:
-            self._static["OpenAI-Organization"] = organization_id
+            static["OpenAI-Organization"] = organization_id
+        self._static = list(static.items())
 
-    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = dict(self._static)
-        headers["X-Tunnel-MCP-Server-Info"] = self._server_info()
-        if extra:
-            headers.update(extra)
-        return headers
+    def _headers(self, *extra: tuple[str, str]) -> list[tuple[str, str]]:
+        return [*self._static, ("X-Tunnel-MCP-Server-Info", self._server_info()), *extra]
 
     async def metadata(self, timeout: float = 10.0) -> TunnelClientMetadata:
-        resp = await self._http.get(self._root, headers=self._headers(), timeout=timeout)
-        if resp.status_code != 200:
-            raise error_from_response(resp.status_code, resp.headers, resp.content)
-        return TunnelClientMetadata.model_validate_json(resp.content)
+        resp = await self._http.request("GET", self._root, headers=self._headers(), timeout=timeout)
+        if resp.status != 200:
+            raise error_from_response(resp.status, _lower(resp.header_items()), resp.body)
+        return TunnelClientMetadata.model_validate_json(resp.body)
 
     async def poll(
         self, *, limit: int, timeout: float, guardrail: float, channels: tuple[str, ...] | None
     ) -> PollResult:
-        params: list[tuple[str, str | int | float | bool | None]] = [("limit", limit), ("timeout_ms", int(timeout * 1000))]
-        for ch in channels or ():
-            params.append(("channel", ch))
+        query = f"?limit={limit}&timeout_ms={int(timeout * 1000)}" + "".join(
+            f"&channel={quote(ch)}" for ch in channels or ()
+        )
         async with self._http.stream(
-            "GET", f"{self._root}/poll", params=params, headers=self._headers(), timeout=timeout + guardrail
+            "GET", f"{self._root}/poll{query}", headers=self._headers(), timeout=timeout + guardrail
         ) as resp:
             received_at = time.monotonic()
             body = await resp.aread()
-        if resp.status_code == 204:
+        if resp.status == 204:
             return PollResult([], received_at)
-        if resp.status_code != 200:
-            raise error_from_response(resp.status_code, resp.headers, body)
+        if resp.status != 200:
+            raise error_from_response(resp.status, _lower(resp.header_items()), body)
         data = json.loads(body) if body else {}
         commands = data.get("commands") if isinstance(data, dict) else None
         return PollResult(commands if isinstance(commands, list) else [], received_at)
@@ -179,13 +177,17 @@ class ControlPlaneClient:
         client_request_id: str | None = None,
         timeout: float = 30.0,
     ) -> None:
-        """POST one response; raises ControlPlaneError on non-200, httpx2.TransportError on network failure."""
-        extra = {"Content-Type": "application/json", "X-Tunnel-Shard-Token": shard_token}
+        """POST one response; raises ControlPlaneError on non-200, an httpcore2 error on network failure."""
+        extra = [("Content-Type", "application/json"), ("X-Tunnel-Shard-Token", shard_token)]
         if client_request_id:
-            extra["X-Client-Request-Id"] = client_request_id
+            extra.append(("X-Client-Request-Id", client_request_id))
         body = json.dumps(payload.wire(), separators=(",", ":"), ensure_ascii=False).encode()
-        resp = await self._http.post(
-            f"{self._root}/response", content=body, headers=self._headers(extra), timeout=timeout
+        resp = await self._http.request(
+            "POST", f"{self._root}/response", content=body, headers=self._headers(*extra), timeout=timeout
         )
-        if resp.status_code != 200:
-            raise error_from_response(resp.status_code, resp.headers, resp.content)
+        if resp.status != 200:
+            raise error_from_response(resp.status, _lower(resp.header_items()), resp.body)
+
+
+def _lower(items: list[tuple[str, str]]) -> dict[str, str]:
+    return {k.lower(): v for k, v in items}

@@ -56,9 +56,13 @@ def _duration_ms(seconds: float) -> str:
 
 
 def _inbound_headers(items: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    pairs = list(items)
+    # Headers the caller nominated in Connection are hop-by-hop for this hop too (RFC 9110 7.6.1);
+    # Connection itself is dropped below, so the tunnel client could no longer tell them apart.
+    nominated = {tok.strip().lower() for k, v in pairs if k.lower() == "connection" for tok in v.split(",")}
     out: dict[str, list[str]] = {}
-    for k, v in items:
-        if k.lower() not in _DROP_INBOUND:
+    for k, v in pairs:
+        if k.lower() not in _DROP_INBOUND and k.lower() not in nominated:
             out.setdefault(k, []).append(v)
     return out
 
@@ -149,7 +153,9 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
         if request.method == "DELETE":
             if "mcp-session-id" not in {k.lower() for k in headers}:
                 return api_error(400, "DELETE requires the Mcp-Session-Id header.", "missing_mcp_session_id")
-            command = {"command_type": "session_termination", "channel": "main", "headers": headers}
+            command = {"command_type": "session_termination", "channel": request.query_params.get("channel", "main"),
+                       "created_at": _now_rfc3339(), "response_timeout": _duration_ms(config.response_timeout),
+                       "headers": headers}
             return await _finish_plain(tunnel_id, command, is_request=False)
         body = await request.body()
         if len(body) > MAX_BODY:

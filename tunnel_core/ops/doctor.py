@@ -14,11 +14,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tunnel_core.config.settings import PROFILE_NAME_RE, ConfigSelection, Settings, load_settings, profile_dir
+from tunnel_core.config.settings import (
+    PROFILE_NAME_RE,
+    ConfigSelection,
+    Settings,
+    load_settings,
+    profile_dir,
+    select_config_file,
+)
 from tunnel_core.errors import ConfigError
 from tunnel_core.ops import doctor_checks as checks
 from tunnel_core.ops.doctor_checks import DoctorCheck
-from tunnel_core.ops.pages import ADMIN_KEYS_PAGE, RUNTIME_KEYS_PAGE, SETUP_PAGES, TUNNELS_PAGE, connector_note
+from tunnel_core.ops.pages import ADMIN_KEYS_PAGE, RUNTIME_KEYS_PAGE, SETUP_PAGES, TUNNELS_PAGE
 
 __all__ = ["DoctorCheck", "DoctorReport", "run_doctor"]
 
@@ -34,15 +41,16 @@ def _page_checks() -> list[DoctorCheck]:
     return [DoctorCheck(id=p.check_id, status="PASS", summary=p.url) for p in SETUP_PAGES]
 
 
+_SELECTORS = (("config", "config", "TUNNEL_CLIENT_CONFIG"), ("profile", "profile", "TUNNEL_CLIENT_PROFILE"),
+              ("profile-file", "profile_file", "TUNNEL_CLIENT_PROFILE_FILE"))
+
+
 def _selector(flags: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
-    """(kind, value) of the config file selection: kind is config / profile / profile-file / "" (none)."""
-    for kind, flag, var in (("config", "config", "TUNNEL_CLIENT_CONFIG"),
-                            ("profile", "profile", "TUNNEL_CLIENT_PROFILE"),
-                            ("profile-file", "profile_file", "TUNNEL_CLIENT_PROFILE_FILE")):
+    """(kind, value) of the file selection, flags before env; kind is config / profile / profile-file / ""."""
+    for kind, flag, _ in _SELECTORS:
         if flags.get(flag):
             return kind, str(flags[flag])
-    for kind, _, var in (("config", "", "TUNNEL_CLIENT_CONFIG"), ("profile", "", "TUNNEL_CLIENT_PROFILE"),
-                         ("profile-file", "", "TUNNEL_CLIENT_PROFILE_FILE")):
+    for kind, _, var in _SELECTORS:
         if env.get(var):
             return kind, env[var]
     return "", ""
@@ -160,8 +168,6 @@ def run_doctor(flags: Mapping[str, Any], env: Mapping[str, str], *, online: bool
     out: list[DoctorCheck] = []
     kind, value = _selector(flags, env)
     source = _Source(kind, value, flags)
-    from tunnel_core.config.settings import select_config_file
-
     try:
         selection: ConfigSelection | None = select_config_file(flags, env)
     except ConfigError as exc:
@@ -216,24 +222,29 @@ def run_doctor(flags: Mapping[str, Any], env: Mapping[str, str], *, online: bool
         out.append(DoctorCheck(id="mcp_target", status="PASS", summary=main.target))
         if main.kind == "http":
             with checks.http_client() as client:
-                out.append(checks.mcp_server_reachable(main.url, client))
-                out.append(checks.oauth_metadata(main.url, client))
+                reachable = checks.mcp_server_reachable(main.url, client)
+                out.append(reachable)
+                if reachable.status == "PASS":
+                    out.append(checks.oauth_metadata(main.url, client))
+                else:
+                    out.append(DoctorCheck(
+                        id="oauth_metadata", status="SKIP", summary="blocked by the mcp_server_reachable check",
+                        why="OAuth metadata is fetched from the MCP server's origin, which cannot be reached.",
+                        next=["fix the mcp_server_reachable check first"],
+                    ))
         else:
             out.append(checks.mcp_command_executable(main.command, env))
             out.append(DoctorCheck(id="mcp_server_reachable", status="SKIP",
-                                   summary="stdio targets are not probed over the network"))
+                                   summary="stdio targets are not probed over the network",
+                                   why="a stdio server is a child process of the daemon; see mcp_command_executable."))
             out.append(DoctorCheck(id="oauth_metadata", status="SKIP",
-                                   summary="stdio targets publish no OAuth metadata"))
+                                   summary="stdio targets publish no OAuth metadata",
+                                   why="OAuth discovery applies to HTTP MCP servers only."))
     listener = checks.health_listener(settings.health_listen_addr)
     out.append(listener)
     out.append(checks.ui(settings.health_listen_addr, listener.status))
     out.append(checks.codex_plugin(env))
     if online:
         out.append(checks.control_plane_online(settings))
-    report = _finish(out, source)
-    return report
+    return _finish(out, source)
 
-
-def connector_hint(report: DoctorReport) -> str:
-    """The ChatGPT connector reminder for a passing report."""
-    return connector_note(report.next or "tunnel-client run")

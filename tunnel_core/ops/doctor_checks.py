@@ -50,7 +50,7 @@ def http_client() -> httpx2.Client:
 
 def describe_error(exc: BaseException) -> str:
     """A short, secret-free description of a network failure."""
-    text = str(exc).strip()
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc).strip())
     if isinstance(exc, httpx2.TimeoutException):
         return f"no answer within {HTTP_TIMEOUT:g}s"
     if isinstance(exc, OSError) and exc.strerror:
@@ -284,7 +284,9 @@ def health_listener(addr: str) -> DoctorCheck:
 
 def ui(addr: str, listener_status: Status) -> DoctorCheck:
     if listener_status != "PASS":
-        return DoctorCheck(id="ui", status="SKIP", summary="blocked by the health_listener check")
+        return DoctorCheck(id="ui", status="SKIP", summary="blocked by the health_listener check",
+                           why="the status page is served on the operator address, which cannot be bound.",
+                           next=["fix the health_listener check first"])
     host, port = parse_listen_addr(addr, what="--health.listen-addr")
     if port == 0:
         return DoctorCheck(
@@ -309,7 +311,12 @@ def codex_plugin(env: Mapping[str, str]) -> DoctorCheck:
     home = codex_home(env)
     detected = home.is_dir() or shutil.which("codex", path=env.get("PATH", os.defpath)) is not None
     if not detected:
-        return DoctorCheck(id="codex_plugin", status="SKIP", summary="Codex not detected locally")
+        return DoctorCheck(
+            id="codex_plugin", status="SKIP", summary="Codex not detected locally",
+            why="optional: with Codex and the tunnel-client plugin, Codex can run these setup steps for you.",
+            evidence=[f"no {home} directory and no codex program on PATH"],
+            next=["nothing to do unless you use Codex; see tunnel-client help plugin"],
+        )
     for name in PLUGIN_NAMES:
         manifests = sorted(home.glob(f"plugins/cache/*/{name}/*/.codex-plugin/plugin.json"))
         if manifests:
@@ -327,26 +334,23 @@ def codex_plugin(env: Mapping[str, str]) -> DoctorCheck:
 
 
 def control_plane_online(settings: Settings) -> DoctorCheck:
-    """Ask the control plane for this tunnel's metadata with the runtime key (the read `run` does first)."""
-    import anyio
-
-    from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
+    """Read this tunnel's metadata with the runtime key: the first request `run` makes."""
+    from tunnel_core import CLIENT_NAME, __version__
+    from tunnel_core.controlplane.client import error_from_response
 
     url = f"{settings.control_plane_url}/v1/tunnels/{settings.tunnel_id}"
-
-    async def fetch() -> Any:
-        async with httpx2.AsyncClient(timeout=httpx2.Timeout(10.0, connect=5.0), trust_env=False) as http:
-            cp = ControlPlaneClient(
-                http=http, base_url=settings.control_plane_url, tunnel_id=settings.tunnel_id,
-                api_key=settings.api_key, instance_id="doctor", server_info=lambda: '{"version":1,"channels":[]}',
-                organization_id=settings.organization_id,
-            )
-            return await cp.metadata(timeout=10.0)
-
+    headers = {
+        "Authorization": f"Bearer {settings.api_key}",
+        "Accept": "application/json",
+        "X-Tunnel-Client-Name": CLIENT_NAME,
+        "X-Tunnel-Client-Version": __version__,
+    }
+    if settings.organization_id:
+        headers["OpenAI-Organization"] = settings.organization_id
     try:
-        meta = anyio.run(fetch)
-    except ControlPlaneError as exc:
-        return _control_plane_failure(exc, url, settings)
+        with httpx2.Client(timeout=httpx2.Timeout(10.0, connect=5.0), trust_env=False, follow_redirects=False,
+                           headers={"User-Agent": USER_AGENT}) as client:
+            resp = client.get(url, headers=headers)
     except httpx2.HTTPError as exc:
         err = describe_error(exc)
         return DoctorCheck(
@@ -357,7 +361,12 @@ def control_plane_online(settings: Settings) -> DoctorCheck:
                   "check outbound HTTPS from this machine (proxy, firewall, DNS)",
                   "rerun: tunnel-client doctor --online"],
         )
-    name = getattr(meta, "name", "") or ""
+    if resp.status_code != 200:
+        return _control_plane_failure(error_from_response(resp.status_code, resp.headers, resp.content), url, settings)
+    try:
+        name = str(resp.json().get("name") or "")
+    except (ValueError, AttributeError):
+        name = ""
     return DoctorCheck(
         id="control_plane_online", status="PASS",
         summary=f"tunnel {settings.tunnel_id}{f' ({name})' if name else ''} accepts the runtime key at {url}",

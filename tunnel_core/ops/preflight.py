@@ -21,7 +21,7 @@ from tunnel_core.errors import ConfigError
 MAX_DEPTH = 4
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh"})
 INTERPRETERS = frozenset({"python", "python3", "node", "ruby", "perl", "php", "deno"})
-_PY_VERSIONED = re.compile(r"^python3\.\d+$")
+_PY_VERSIONED = re.compile(r"^python3(\.\d+)?$")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 # Options after which the interpreter runs code given inline, not a script file.
@@ -59,6 +59,14 @@ def _base(program: str) -> str:
     return "python" if _PY_VERSIONED.match(name) else name
 
 
+def _first_on_path(program: str, path_env: str | None) -> str | None:
+    for directory in (path_env or "").split(os.pathsep):
+        candidate = os.path.join(directory or ".", program)
+        if os.path.lexists(candidate):
+            return candidate
+    return None
+
+
 def _resolve(program: str, path_env: str | None) -> str:
     """Absolute path of ``program`` as exec would find it, after checking it is an executable file."""
     if os.sep in program:
@@ -68,8 +76,8 @@ def _resolve(program: str, path_env: str | None) -> str:
                 f"stdio MCP executable {program!r} was not found; fix: correct the path or install the program"
             )
     else:
-        # An executable match first, as exec would pick; else any file, to say why it fails.
-        found = shutil.which(program, path=path_env) or shutil.which(program, mode=os.F_OK, path=path_env)
+        # An executable match first, as exec would pick; else the first entry of that name, to say why it fails.
+        found = shutil.which(program, path=path_env) or _first_on_path(program, path_env)
         if found is None:
             raise PreflightError(
                 f"stdio MCP executable {program!r} was not found on PATH; "

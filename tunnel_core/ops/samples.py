@@ -117,7 +117,7 @@ SAMPLES: tuple[SampleInfo, ...] = (
     ),
 )
 
-_EXAMPLES = {
+_EXAMPLES: dict[str, dict[str, str]] = {
     "sample_mcp_with_dcr": {"mcp_server_url": "http://127.0.0.1:3001/mcp"},
     "sample_mcp_stdio_local": {"mcp_command": "python /path/to/server.py"},
     "sample_mcp_remote_no_auth": {"mcp_server_url": "https://mcp.example.com/mcp"},
@@ -146,7 +146,7 @@ def list_samples() -> list[SampleInfo]:
 def show_sample(name: str) -> SampleDetail:
     """Metadata plus the sample rendered with example values."""
     info = find_sample(name)
-    req = SampleRequest(tunnel_id=EXAMPLE_TUNNEL_ID, **_EXAMPLES[info.name])
+    req = SampleRequest.model_validate({"tunnel_id": EXAMPLE_TUNNEL_ID, **_EXAMPLES[info.name]})
     return SampleDetail(**info.model_dump(), yaml=render_sample(info.name, req))
 
 
@@ -218,6 +218,7 @@ def check_listen_addr(value: str, flag: str = "--health-listen-addr") -> str:
 
 def normalize_request(info: SampleInfo, req: SampleRequest) -> SampleRequest:
     """Check every input of ``req`` against what sample ``info`` needs; returns the cleaned request."""
+    tunnel_id = check_tunnel_id(req.tunnel_id)
     url = req.mcp_server_url.strip()
     cmd = req.mcp_command.strip()
     if info.target == "either" and bool(url) == bool(cmd):
@@ -231,7 +232,7 @@ def normalize_request(info: SampleInfo, req: SampleRequest) -> SampleRequest:
             raise ConfigError(f"{info.name} needs --mcp-command CMD (for a URL use sample_mcp_remote_no_auth)")
         url = ""
     return SampleRequest(
-        tunnel_id=check_tunnel_id(req.tunnel_id),
+        tunnel_id=tunnel_id,
         base_url=check_http_url(req.base_url or DEFAULT_BASE_URL, "--control-plane-base-url"),
         url_path=check_url_path(req.url_path),
         api_key_ref=check_key_ref(req.api_key_ref or DEFAULT_KEY_REF),

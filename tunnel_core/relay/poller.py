@@ -8,14 +8,16 @@ client never holds more than it promised, unlike the reference (workers + queue 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
+import aiohttp
 import anyio
-import httpx2
 from anyio.abc import TaskGroup
 
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
+from tunnel_core.httpio import NetworkOrDecodeErrors
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.relay.dispatcher import Dispatcher
 from tunnel_core.relay.metrics import RelayMetrics
@@ -98,9 +100,9 @@ class Poller:
                 )
                 await anyio.sleep(delay)
                 continue
-            except httpx2.HTTPError as exc:
+            except NetworkOrDecodeErrors as exc:
                 self._reserved = 0
-                kind = "timeout" if isinstance(exc, httpx2.TimeoutException) else "other"
+                kind = "timeout" if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) else "other"
                 self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
                 self._metrics.poll_errors.labels(kind).inc()
                 self._state.poll_failed(f"{type(exc).__name__}")

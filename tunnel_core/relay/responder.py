@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 
 import anyio
-import httpx2
 
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
+from tunnel_core.httpio import NetworkErrors, PreSendErrors
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.wire.models import TunnelResponsePayload
@@ -23,7 +23,6 @@ log = logging.getLogger("tunnel_client.controlplane")
 MAX_ATTEMPTS = 3
 TERMINAL_RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 NOTIFY_RETRY_STATUSES = frozenset({429})
-PRE_SEND_ERRORS = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 
 class Responder:
@@ -60,8 +59,8 @@ class Responder:
                                "mitigation": exc.mitigation},
                     )
                     return None
-            except httpx2.TransportError as exc:
-                retryable = terminal or isinstance(exc, PRE_SEND_ERRORS)
+            except NetworkErrors as exc:
+                retryable = terminal or isinstance(exc, PreSendErrors)
                 if retryable and attempt < MAX_ATTEMPTS:
                     delay = backoff.next()
                 else:

@@ -6,13 +6,15 @@ envelope: only a status text and the bounded provenance fields below.
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import socket
 import ssl
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import httpx2
+import aiohttp
 
 from tunnel_core.wire.models import FailureSource, TunnelFailure
 
@@ -61,41 +63,42 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def classify_exception(exc: BaseException) -> TargetFailure:
     """Map a transport exception to its failure source and kind (a lookup on the cause chain)."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return TargetFailure("dns", "dns")
+    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
+        return TargetFailure("tls", "tls")
+    if isinstance(exc, (aiohttp.ConnectionTimeoutError, aiohttp.SocketTimeoutError, asyncio.TimeoutError)):
+        return TargetFailure("timeout", "timeout")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TargetFailure("transport_closed", "unexpected_eof")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TargetFailure("transport_closed", "connection_closed")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return TargetFailure("connect", "dial")
     chain = _chain(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        chain.insert(1, exc.os_error)
     for e in chain:
         if isinstance(e, ssl.SSLError):
             return TargetFailure("tls", "tls")
-        if e.__class__.__name__ == "gaierror":
+        if isinstance(e, socket.gaierror):
             return TargetFailure("dns", "dns")
-        if isinstance(e, OSError) and e.errno is not None:
-            kind = {
-                errno.ECONNREFUSED: ("connect", "connection_refused"),
-                errno.ENETUNREACH: ("connect", "network_unreachable"),
-                errno.EHOSTUNREACH: ("connect", "host_unreachable"),
-                errno.ECONNRESET: ("transport_closed", "connection_reset"),
-                errno.EPIPE: ("transport_closed", "closed_pipe"),
-                errno.ECONNABORTED: ("transport_closed", "connection_aborted"),
-                errno.ENOENT: ("connect", "dial"),
-            }.get(e.errno)
-            if kind:
-                return TargetFailure(kind[0], kind[1])  # type: ignore[arg-type]
-    text = " ".join(str(e) for e in chain).lower()
-    if isinstance(exc, httpx2.TimeoutException):
-        return TargetFailure("timeout", "timeout")
-    if isinstance(exc, httpx2.ConnectError):
-        if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
-            return TargetFailure("dns", "dns")
-        if "ssl" in text or "certificate" in text:
-            return TargetFailure("tls", "tls")
-        if "refused" in text:
-            return TargetFailure("connect", "connection_refused")
+        if isinstance(e, OSError) and e.errno in _ERRNO:
+            source, kind = _ERRNO[e.errno]
+            return TargetFailure(source, kind)
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return TargetFailure("connect", "dial")
-    if isinstance(exc, httpx2.RemoteProtocolError):
-        return TargetFailure("transport_closed", "unexpected_eof")
-    if isinstance(exc, httpx2.ReadError):
-        return TargetFailure("transport_closed", "connection_reset")
-    if isinstance(exc, httpx2.WriteError):
-        return TargetFailure("transport_closed", "closed_pipe")
-    if isinstance(exc, (httpx2.CloseError, httpx2.StreamError)):
+    if isinstance(exc, (aiohttp.ClientOSError, ConnectionError)):
         return TargetFailure("transport_closed", "connection_closed")
     return TargetFailure("client_internal", "unknown")
+
+
+_ERRNO: dict[int, tuple[FailureSource, str]] = {
+    errno.ECONNREFUSED: ("connect", "connection_refused"),
+    errno.ENETUNREACH: ("connect", "network_unreachable"),
+    errno.EHOSTUNREACH: ("connect", "host_unreachable"),
+    errno.ECONNRESET: ("transport_closed", "connection_reset"),
+    errno.EPIPE: ("transport_closed", "closed_pipe"),
+    errno.ECONNABORTED: ("transport_closed", "connection_aborted"),
+    errno.ENOENT: ("connect", "dial"),
+}

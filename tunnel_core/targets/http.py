@@ -7,15 +7,17 @@ on an SSE stream is emitted as ``jsonrpc_notify`` before the terminal ``jsonrpc_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx2
 
 from tunnel_core import __version__
+from tunnel_core.httpio import HTTPPool, NetworkErrors, StreamResponse
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure, classify_exception
 from tunnel_core.targets.headers import request_headers, response_headers
@@ -61,7 +63,7 @@ class HTTPTarget:
     kind = "http"
     proc_affinity = False
 
-    def __init__(self, channel: str, url: str, http: httpx2.AsyncClient, *, connection_ttl: float) -> None:
+    def __init__(self, channel: str, url: str, http: HTTPPool, *, connection_ttl: float) -> None:
         self.channel = channel
         self.url = url
         self._http = http
@@ -84,16 +86,18 @@ class HTTPTarget:
         headers = self._headers(cmd.headers)
         try:
             with anyio.fail_after(self._ttl):
-                async with self._http.stream("POST", self.url, content=body, headers=headers) as resp:
+                async with self._http.stream(
+                    "POST", self.url, content=body, headers=headers, timeout=self._ttl
+                ) as resp:
                     if not is_request:
                         await resp.aread()
-                        return Reply("notify_ack", resp.status_code, None, response_headers(resp.headers.multi_items()))
+                        return Reply("notify_ack", resp.status, None, response_headers(resp.header_items()))
                     return await self._read_answer(resp, rpc_id, emit)
         except TimeoutError:
             raise  # connection TTL: the dispatcher drops the command without a response
         except TargetFailure as known:
             return self._failure_reply(known, rpc_id, is_request)
-        except httpx2.HTTPError as exc:
+        except NetworkErrors as exc:
             failure = classify_exception(exc)
             log.warning(
                 "mcp request failed",
@@ -109,10 +113,10 @@ class HTTPTarget:
             "jsonrpc_response", failure.status, failure.envelope(rpc_id), {"Content-Type": ["application/json"]}
         )
 
-    async def _read_answer(self, resp: httpx2.Response, rpc_id: Any, emit: Emit) -> Reply:
-        status = resp.status_code
-        headers = response_headers(resp.headers.multi_items())
-        ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    async def _read_answer(self, resp: StreamResponse, rpc_id: Any, emit: Emit) -> Reply:
+        status = resp.status
+        headers = response_headers(resp.header_items())
+        ctype = (resp.header("content-type") or "").split(";")[0].strip().lower()
         if status >= 300:
             raw = await _read_capped(resp, MAX_ERROR_BODY)
             if raw is None:
@@ -140,7 +144,7 @@ class HTTPTarget:
         return Reply("jsonrpc_response", status, msg, _json_headers(headers, force=True))
 
     async def _read_sse(
-        self, resp: httpx2.Response, rpc_id: Any, emit: Emit, status: int, headers: HeaderMap
+        self, resp: StreamResponse, rpc_id: Any, emit: Emit, status: int, headers: HeaderMap
     ) -> Reply:
         notify_ok = True
         chunks = resp.aiter_bytes()
@@ -165,10 +169,10 @@ class HTTPTarget:
         headers = [(k, v) for k, v in request_headers(cmd.headers) if k.lower() != "content-type"]
         try:
             with anyio.fail_after(self._ttl):
-                resp = await self._http.delete(self.url, headers=headers)
-        except httpx2.HTTPError:
+                resp = await self._http.request("DELETE", self.url, headers=headers, timeout=self._ttl)
+        except NetworkErrors:
             return Reply("session_termination_response", 502, None, {})
-        return Reply("session_termination_response", resp.status_code, None, response_headers(resp.headers.multi_items()))
+        return Reply("session_termination_response", resp.status, None, response_headers(resp.header_items()))
 
     async def probe(self, timeout: float = 2.0) -> ProbeResult:
         """MCP ``initialize`` handshake; 401 counts as reachable-but-auth-required."""
@@ -182,27 +186,29 @@ class HTTPTarget:
                 "clientInfo": {"name": "tunnel-client", "version": __version__},
             },
         }
-        headers = {"Accept": DEFAULT_ACCEPT, "Content-Type": "application/json"}
+        headers = [("Accept", DEFAULT_ACCEPT), ("Content-Type", "application/json")]
         try:
             with anyio.fail_after(timeout):
-                async with self._http.stream("POST", self.url, json=body, headers=headers) as resp:
+                async with self._http.stream(
+                    "POST", self.url, content=json.dumps(body).encode(), headers=headers, timeout=timeout
+                ) as resp:
                     raw = await _read_capped(resp, MAX_ERROR_BODY)
-                    session = resp.headers.get("mcp-session-id")
+                    session = resp.header("mcp-session-id")
         except TimeoutError:
             return ProbeResult("timeout", f"no answer within {timeout:g}s")
-        except httpx2.HTTPError as exc:
+        except NetworkErrors as exc:
             f = classify_exception(exc)
+            if f.source == "timeout":
+                return ProbeResult("timeout", f"no answer within {timeout:g}s")
             return ProbeResult("failed", f"{f.source}: {f.kind}")
-        if resp.status_code == 401:
+        if resp.status == 401:
             return ProbeResult("auth-required", "HTTP 401")
-        if resp.status_code >= 300:
-            return ProbeResult("failed", f"HTTP {resp.status_code}")
+        if resp.status >= 300:
+            return ProbeResult("failed", f"HTTP {resp.status}")
         if session:
             # Leave no half-open session behind on the server.
-            try:
-                await self._http.delete(self.url, headers={"Mcp-Session-Id": session}, timeout=timeout)
-            except httpx2.HTTPError:
-                pass
+            with contextlib.suppress(*NetworkErrors):
+                await self._http.request("DELETE", self.url, headers=[("Mcp-Session-Id", session)], timeout=timeout)
         text = (raw or b"").decode("utf-8", "replace")
         if '"result"' not in text:
             return ProbeResult("failed", "initialize returned no result")
@@ -213,11 +219,11 @@ class HTTPTarget:
         delay = 0.05
         while True:
             try:
-                await self._http.request("HEAD", self.url, timeout=1.0)
+                await self._http.request("HEAD", self.url, headers=[], timeout=1.0)
                 return True
-            except httpx2.ConnectError:
+            except aiohttp.ClientConnectorError:
                 pass
-            except httpx2.HTTPError:
+            except NetworkErrors:
                 return True
             if anyio.current_time() + delay > deadline:
                 return False
@@ -228,7 +234,7 @@ class HTTPTarget:
         return None
 
 
-async def _read_capped(resp: httpx2.Response, cap: int) -> bytes | None:
+async def _read_capped(resp: StreamResponse, cap: int) -> bytes | None:
     """Read at most ``cap`` bytes; None when the body is larger."""
     chunks: list[bytes] = []
     size = 0
