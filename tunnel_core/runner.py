@@ -24,7 +24,7 @@ from tunnel_core.config.durations import format_duration
 from tunnel_core.config.settings import Settings
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
 from tunnel_core.fileutil import atomic_write, remove_quietly
-from tunnel_core.httpio import HTTPPool, default_ssl_context
+from tunnel_core.httpio import HTTPPool, NetworkOrDecodeErrors, default_ssl_context
 from tunnel_core.netserve import bind, serve
 from tunnel_core.opsserver.app import build_ops_app, iso
 from tunnel_core.relay.dispatcher import Dispatcher
