@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from tunnel_core.config.durations import parse_response_timeout
 from tunnel_core.devservice.broker import Broker, DeliveryError, Pending
 from tunnel_core.devservice.testcontrols import TestControls, TestControlsMiddleware
 from tunnel_core.targets.failures import status_text
@@ -184,8 +185,13 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
             return await _finish_sse(tunnel_id, command, message.get("id"))
         return await _finish_plain(tunnel_id, command, is_request=is_request, rpc_id=message.get("id"))
 
+    def _wait_budget(command: dict[str, Any]) -> float:
+        """How long the front door waits: the command's own deadline plus a second of slack."""
+        timeout = parse_response_timeout(command.get("response_timeout"))
+        return (config.response_timeout if timeout is None else timeout) + 1.0
+
     async def _wait_terminal(p: Pending) -> dict[str, Any] | None:
-        with anyio.move_on_after(config.response_timeout + 1):
+        with anyio.move_on_after(_wait_budget(p.command)):
             async for payload in p.receive:
                 if payload.get("resp_type") != "jsonrpc_notify":
                     return payload
@@ -213,7 +219,8 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
         p = broker.enqueue(tunnel_id, command)
         # Wait for the first message so the status line and session headers are real.
         first: dict[str, Any] | None = None
-        with anyio.move_on_after(config.response_timeout + 1):
+        budget = _wait_budget(command)
+        with anyio.move_on_after(budget):
             first = await p.receive.receive()
         if first is None:
             broker.forget(tunnel_id, p.request_id)
@@ -230,7 +237,7 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
                 yield _sse(first.get("resp_json") or {})
                 if first.get("resp_type") != "jsonrpc_notify":
                     return
-                with anyio.move_on_after(config.response_timeout + 1):
+                with anyio.move_on_after(budget):
                     async for payload in p.receive:
                         yield _sse(payload.get("resp_json") or {})
                         if payload.get("resp_type") != "jsonrpc_notify":
