@@ -117,7 +117,23 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
             return api_error(400, "limit must be between 1 and 25.", None)
         channels = set(request.query_params.getlist("channel")) or None
         timeout = min(max(timeout_ms, 0) / 1000, config.max_poll_timeout)
-        commands = await broker.poll(tunnel_id, limit, timeout, channels)
+        commands: list[dict[str, Any]] = []
+        async with anyio.create_task_group() as tg:
+
+            async def take() -> None:
+                nonlocal commands
+                commands = await broker.poll(tunnel_id, limit, timeout, channels)
+                tg.cancel_scope.cancel()
+
+            async def until_disconnect() -> None:
+                # A poller whose client has gone must stop waiting: otherwise it would take
+                # commands that nobody receives, and hold up the server's shutdown.
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(take)
+            tg.start_soon(until_disconnect)
         if not commands:
             return Response(status_code=204)
         return JSONResponse({"commands": commands})

@@ -195,8 +195,9 @@ def oauth_metadata(url: str, client: httpx2.Client) -> DoctorCheck:
                 summary="no OAuth metadata published (HTTP 404 on every candidate); OAuth is optional",
                 evidence=attempts,
             )
+        worst = next((a for a in attempts if not a.endswith(": HTTP 404")), attempts[-1])
         return DoctorCheck(
-            id="oauth_metadata", status="FAIL", summary=f"protected resource metadata unusable: {attempts[-1]}",
+            id="oauth_metadata", status="FAIL", summary=f"protected resource metadata unusable: {worst}",
             why=_OAUTH_WHY, evidence=attempts, next=list(_OAUTH_NEXT),
         )
     prmd_url, doc = found

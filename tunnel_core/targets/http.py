@@ -231,7 +231,7 @@ class HTTPTarget:
             delay = min(delay * 2, 1.0)
 
     async def aclose(self) -> None:
-        return None
+        await self._http.aclose()
 
 
 async def _read_capped(resp: StreamResponse, cap: int) -> bytes | None:
