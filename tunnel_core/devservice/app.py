@@ -243,16 +243,16 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
             return _timeout_response(True, rpc_id)
         status = _answer_status(int(first.get("resp_code") or 200))
         hdrs = {k: ", ".join(v) for k, v in (first.get("resp_headers") or {}).items() if k.lower() != "content-type"}
-        if first.get("resp_type") != "jsonrpc_notify" and status >= 300:
+        if first.get("resp_type") != "jsonrpc_notify":
+            # Nothing to stream: a single JSON answer is valid for an SSE-capable caller too.
             broker.forget(tunnel_id, p.request_id)
             hdrs["Content-Type"] = "application/json"
-            return Response(json.dumps(first.get("resp_json") or {}), status_code=status, headers=hdrs)
+            return Response(json.dumps(first.get("resp_json") or {}, separators=(",", ":")), status_code=status,
+                            headers=hdrs)
 
         async def stream() -> AsyncIterator[bytes]:
             try:
                 yield _sse(first.get("resp_json") or {})
-                if first.get("resp_type") != "jsonrpc_notify":
-                    return
                 with anyio.move_on_after(budget):
                     async for payload in p.receive:
                         yield _sse(payload.get("resp_json") or {})

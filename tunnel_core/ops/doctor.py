@@ -96,6 +96,14 @@ def _config_error_check(message: str, source: _Source, path: str) -> DoctorCheck
     """Map a configuration error to the check it belongs to, with why/next guidance."""
     explain = source.command("doctor") + " --explain"
     low = message.lower()
+    # Errors about the file itself (syntax, unknown keys) start with its path.
+    if path and message.startswith((path, f"config file {path}")):
+        return DoctorCheck(
+            id="profile_load", status="FAIL", summary=message, evidence=[path, message],
+            why="the selected file must load cleanly (every key known, every value valid) before anything else "
+            "can be checked.",
+            next=[f"fix {path} (tunnel-client profiles edit <name> validates before saving)", f"rerun: {explain}"],
+        )
     if "tunnel id" in low:
         return DoctorCheck(
             id="tunnel_id", status="FAIL", summary=message, evidence=[message],
@@ -134,13 +142,6 @@ def _config_error_check(message: str, source: _Source, path: str) -> DoctorCheck
                   "for a local command: tunnel-client init --profile my-server --tunnel-id tunnel_... "
                   "--mcp-command \"python /path/to/server.py\"",
                   "or set --mcp.server-url / --mcp.command directly", f"rerun: {explain}"],
-        )
-    if path and path in message:
-        return DoctorCheck(
-            id="profile_load", status="FAIL", summary=message, evidence=[path, message],
-            why="the selected file must load cleanly (every key known, every value valid) before anything else "
-            "can be checked.",
-            next=[f"fix {path} (tunnel-client profiles edit <name> validates before saving)", f"rerun: {explain}"],
         )
     return DoctorCheck(
         id="config_validation", status="FAIL", summary=message, evidence=[message],
@@ -198,12 +199,16 @@ def run_doctor(flags: Mapping[str, Any], env: Mapping[str, str], *, online: bool
     else:
         problem = None
     if problem:
+        if kind == "profile":
+            where = f" --profile-dir {shlex.quote(source.dir_flag)}" if source.dir_flag else ""
+            fix = f"create it: tunnel-client init --profile {shlex.quote(value)}{where} --tunnel-id tunnel_... " \
+                "--mcp-server-url URL"
+        else:
+            fix = f"check that {path} exists and is readable"
         out.append(DoctorCheck(
             id="profile_load", status="FAIL", summary=f"{path}: {problem}", evidence=[path, problem],
             why="the selected profile or config file must exist and be readable.",
-            next=[f"create it: tunnel-client init --profile {value or '<name>'} --tunnel-id tunnel_... "
-                  "--mcp-server-url URL" if kind == "profile" else f"check that {path} exists and is readable",
-                  "list existing profiles: tunnel-client profiles list"],
+            next=[fix, "list existing profiles: tunnel-client profiles list"],
         ))
         return _finish(out + _page_checks(), source)
     out.append(DoctorCheck(id="profile_load", status="PASS", summary=path or "flags/environment only"))

@@ -370,7 +370,8 @@ def control_plane_online(settings: Settings) -> DoctorCheck:
         name = ""
     return DoctorCheck(
         id="control_plane_online", status="PASS",
-        summary=f"tunnel {settings.tunnel_id}{f' ({name})' if name else ''} accepts the runtime key at {url}",
+        summary=f"tunnel {settings.tunnel_id}{f' ({name})' if name and name != settings.tunnel_id else ''} "
+        f"accepts the runtime key at {url}",
     )
 
 

@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 
 from tunnel_core.config.refs import API_KEY_RE, is_reference
 from tunnel_core.config.settings import PROFILE_NAME_RE, load_settings, profile_dir
 from tunnel_core.config.yamlfile import ConfigFile, parse_config_text
 from tunnel_core.errors import ConfigError, UsageError
-from tunnel_core.ops.samples import DEFAULT_SAMPLE, SampleRequest, render_sample
+from tunnel_core.ops.samples import DEFAULT_SAMPLE, SampleRequest, check_key_ref, render_sample
 
 _VALIDATION_KEY_ENV = "TUNNEL_CLIENT_PROFILE_VALIDATION_KEY"
 EDIT_SEED_TUNNEL_ID = "tunnel_" + "0" * 32
@@ -93,8 +94,6 @@ def validate_profile_text(text: str, *, source: str) -> ConfigFile:
     key = cp.get("api_key")
     if key:
         if is_reference(key):
-            from tunnel_core.ops.samples import check_key_ref
-
             try:
                 check_key_ref(key, flag="control_plane.api_key")
             except ConfigError as exc:
@@ -102,8 +101,6 @@ def validate_profile_text(text: str, *, source: str) -> ConfigFile:
         elif not API_KEY_RE.match(key.strip()):
             raise ConfigError(f"{source}: control_plane.api_key has characters outside [0-9A-Za-z_-]")
     cp["api_key"] = f"env:{_VALIDATION_KEY_ENV}"
-    import yaml
-
     with tempfile.TemporaryDirectory(prefix="tunnel-client-validate-") as tmp:
         stand_in = Path(tmp) / "profile.yaml"
         stand_in.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
