@@ -186,7 +186,7 @@ async def _throughput(callers: list[Any], tool: str, args: dict[str, Any], total
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 async def _measure(front: str, direct: str | list[str], tool: str, args: dict[str, Any], calls: int,

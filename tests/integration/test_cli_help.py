@@ -1,0 +1,86 @@
+"""`help`, root `--help`, command-line errors: in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.cli_helpers import TUNNEL_CLIENT, clean_env, cli, cli_subprocess
+from tunnel_core.ops.help_topics import get_topic
+
+TOPICS = ["doctor", "oauth", "plugin", "quickstart", "samples", "troubleshooting"]
+PAGES = [
+    "https://platform.openai.com/settings/organization/tunnels",
+    "https://platform.openai.com/settings/organization/api-keys",
+    "https://platform.openai.com/settings/organization/admin-keys",
+    "https://chatgpt.com/#settings/Connectors",
+]
+
+
+def test_root_help_lists_commands_topics_and_setup_pages(tmp_path: Path) -> None:
+    for argv in (["--help"], ["help"], []):
+        r = cli(argv, clean_env(tmp_path))
+        assert r.code == 0, argv
+        for word in ("init", "doctor", "health", "profiles", *PAGES):
+            assert word in r.out, (argv, word)
+        for topic in TOPICS:
+            assert f"tunnel-client help {topic}" in r.out
+
+
+def test_help_topic_prints_the_page(tmp_path: Path) -> None:
+    r = cli(["help", "quickstart"], clean_env(tmp_path))
+    assert (r.code, r.err) == (0, "")
+    assert r.out == get_topic("quickstart").text
+
+
+def test_help_topic_as_json(tmp_path: Path) -> None:
+    r = cli(["help", "samples", "--json"], clean_env(tmp_path))
+    data = json.loads(r.out)
+    assert set(data) == {"name", "title", "text"} and data["name"] == "samples"
+
+
+def test_unknown_topic_is_one_line_listing_topics_exit_1(tmp_path: Path) -> None:
+    r = cli(["help", "quikstart"], clean_env(tmp_path))
+    assert r.code == 1 and r.out == ""
+    assert r.err == f"tunnel-client: unknown help topic 'quikstart'; available topics: {', '.join(TOPICS)}\n"
+
+
+def test_help_falls_back_to_command_help(tmp_path: Path) -> None:
+    r = cli(["help", "init"], clean_env(tmp_path))
+    assert r.code == 0 and r.out.startswith("usage: tunnel-client init")
+    assert "--control-plane-api-key-ref" in r.out
+    nested = cli(["help", "profiles", "samples"], clean_env(tmp_path))
+    assert nested.code == 0 and nested.out.startswith("usage: tunnel-client profiles samples")
+
+
+def test_bad_command_line_exits_1_on_the_injected_stream(tmp_path: Path) -> None:
+    r = cli(["doctor", "--no-such-flag"], clean_env(tmp_path))
+    assert r.code == 1 and r.out == ""
+    assert "unrecognized arguments: --no-such-flag" in r.err
+
+
+def test_subprocess_help_and_error_exit_codes(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    assert cli_subprocess(["help", "doctor"], env).out == get_topic("doctor").text
+    bad = cli_subprocess(["help", "nope"], env)
+    assert bad.code == 1 and "available topics: doctor, oauth" in bad.err
+
+
+def test_root_help_imports_nothing_heavy_and_is_fast(tmp_path: Path) -> None:
+    probe = (
+        "import sys; from tunnel_core.cli.main import build_parser; build_parser().format_help(); "
+        "print(','.join(m for m in ('pydantic', 'httpx2', 'anyio', 'yaml', 'uvicorn', 'psutil') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
+    best = min(_time_help(tmp_path) for _ in range(3))
+    assert best < 0.3, f"tunnel-client --help took {best:.3f}s"
+
+
+def _time_help(tmp_path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([TUNNEL_CLIENT, "--help"], env=clean_env(tmp_path), capture_output=True, check=True)
+    return time.perf_counter() - start
