@@ -190,7 +190,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 async def _measure(front: str, direct: str | list[str], tool: str, args: dict[str, Any], calls: int,
-                   levels: list[int], proc: psutil.Process) -> dict[str, Any]:
+                   levels: list[int], proc: psutil.Process, service: psutil.Process) -> dict[str, Any]:
     res: dict[str, Any] = {}
     limits = httpx2.Limits(max_connections=max(levels) + 8, max_keepalive_connections=max(levels) + 8)
     async with httpx2.AsyncClient(limits=limits, timeout=60, trust_env=False) as c:
@@ -210,12 +210,13 @@ async def _measure(front: str, direct: str | list[str], tool: str, args: dict[st
         res["overhead_p50_ms"] = res["p50_relay_ms"] - res["p50_direct_ms"]
         for level in levels:
             callers = [relay1] + [await make(front) for _ in range(level - 1)]
-            cpu0 = sum(proc.cpu_times()[:2])
+            cpu0, svc0 = sum(proc.cpu_times()[:2]), sum(service.cpu_times()[:2])
             total = max(level * 10, calls * 2)
             rate = await _throughput(callers, tool, args, total)
-            cpu1 = sum(proc.cpu_times()[:2])
+            cpu1, svc1 = sum(proc.cpu_times()[:2]), sum(service.cpu_times()[:2])
             res[f"tput_relay_c{level}"] = rate
             res[f"cpu_s_per_1000_c{level}"] = (cpu1 - cpu0) / (total / 1000)
+            res[f"service_cpu_s_per_1000_c{level}"] = (svc1 - svc0) / (total / 1000)
             if isinstance(direct, list):
                 dcallers = [direct1]  # one stdio pipe: concurrency comes from in-flight ids
                 rate_d = await _throughput([direct1] * level, tool, args, total)
@@ -237,8 +238,8 @@ def run_once(target: str, calls: int, levels: list[int]) -> dict[str, Any]:
     env = {**os.environ, "CONTROL_PLANE_API_KEY": key}
     try:
         svc_file = tmp / "svc.json"
-        procs.start([str(BIN), "dev", "tunnel-service", "--listen", "127.0.0.1:0", "--tunnel-id", TUNNEL_ID,
-                     "--url-file", str(svc_file), "--log.level", "warn"], env)
+        svc_proc = procs.start([str(BIN), "dev", "tunnel-service", "--listen", "127.0.0.1:0", "--tunnel-id",
+                                TUNNEL_ID, "--url-file", str(svc_file), "--log.level", "warn"], env)
         svc = json.loads(_wait_file(svc_file))
         cp_url = svc["control_plane_base_url"]
         if target == "http":
@@ -259,12 +260,13 @@ def run_once(target: str, calls: int, levels: list[int]) -> dict[str, Any]:
                            "--log.level", "warn", "--control-plane.max-inflight", "200",
                            "--mcp.max-concurrent-requests", "128", *target_flags], env)
         health = _wait_file(url_file)
-        ready_s = _wait_ready(health) + (time.monotonic() - t0 - 0)  # spawn -> ready
-        ready_s = time.monotonic() - t0
+        _wait_ready(health)
+        ready_s = time.monotonic() - t0  # process spawn -> /readyz 200
         proc = psutil.Process(run.pid)
         time.sleep(0.5)
         idle_rss = proc.memory_info().rss / 2**20
-        res = asyncio.run(_measure(f"{cp_url}/v1/mcp/{TUNNEL_ID}", direct, tool, args, calls, levels, proc))
+        res = asyncio.run(_measure(f"{cp_url}/v1/mcp/{TUNNEL_ID}", direct, tool, args, calls, levels, proc,
+                                   psutil.Process(svc_proc.pid)))
         res.update({"start_to_ready_s": ready_s, "rss_idle_mb": idle_rss})
         return res
     finally:
@@ -306,7 +308,8 @@ def main() -> None:
     print(f"machine: {report['machine']['cores']} cores, Python {report['machine']['python']}; "
           f"medians of {a.reps} repetitions; --help {report['help_s'] * 1000:.0f} ms")
     keys = ["p50_direct_ms", "p50_relay_ms", "overhead_p50_ms", "p99_relay_ms"]
-    keys += [f"{k}_c{lv}" for lv in levels for k in ("tput_direct", "tput_relay", "tput_ratio", "cpu_s_per_1000")]
+    keys += [f"{k}_c{lv}" for lv in levels
+             for k in ("tput_direct", "tput_relay", "tput_ratio", "cpu_s_per_1000", "service_cpu_s_per_1000")]
     keys += ["rss_idle_mb", "rss_peak_mb", "start_to_ready_s"]
     print(f"{'metric':<28}" + "".join(f"{t:>12}" for t in targets))
     for k in keys:
