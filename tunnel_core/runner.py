@@ -116,7 +116,19 @@ def status_payload(settings: Settings, state: RuntimeState, targets: dict[str, T
         "ready": ready,
         "ready_reason": reason,
         "warnings": [],
+        "process": _process_facts(),
     }
+
+
+def _process_facts() -> dict[str, int]:
+    """Resource counters for operators and leak checks (tasks, open descriptors, resident memory)."""
+    import asyncio
+
+    import psutil
+
+    proc = psutil.Process()
+    return {"asyncio_tasks": len(asyncio.all_tasks()), "open_fds": proc.num_fds(),
+            "rss_bytes": proc.memory_info().rss}
 
 
 async def run_client(

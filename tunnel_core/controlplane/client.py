@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from tunnel_core import CLIENT_NAME, USER_AGENT, __version__
 from tunnel_core.httpio import HTTPPool
-from tunnel_core.wire.models import TunnelClientMetadata, TunnelResponsePayload
+from tunnel_core.wire.models import TunnelClientMetadata, TunnelResponsePayload, commands_from_poll_body
 
 RETRY_AFTER_CAP = 60.0
 WIRE_PROTOCOL_VERSION = "2026-08-25"
@@ -165,9 +165,7 @@ class ControlPlaneClient:
             return PollResult([], received_at)
         if resp.status != 200:
             raise error_from_response(resp.status, _lower(resp.header_items()), body)
-        data = json.loads(body) if body else {}
-        commands = data.get("commands") if isinstance(data, dict) else None
-        return PollResult(commands if isinstance(commands, list) else [], received_at)
+        return PollResult(commands_from_poll_body(body), received_at)
 
     async def post_response(
         self,

@@ -76,7 +76,7 @@ def decode_command(raw: Any) -> PolledCommand:
         raise CommandDecodeError("invalid_command", "command is not a JSON object")
     request_id = raw.get("request_id") if isinstance(raw.get("request_id"), str) else None
     ctype = raw.get("command_type", "jsonrpc")
-    if ctype not in KNOWN_COMMAND_TYPES:
+    if not isinstance(ctype, str) or ctype not in KNOWN_COMMAND_TYPES:
         raise CommandDecodeError("invalid_command_type", f"unknown command_type {ctype!r}", request_id)
     data = dict(raw)
     data["command_type"] = ctype
@@ -104,6 +104,19 @@ def header_value(headers: HeaderMap, name: str) -> str | None:
         if key.lower() == lname and values:
             return values[0]
     return None
+
+
+def commands_from_poll_body(body: bytes) -> list[Any]:
+    """The raw command objects of a 200 poll body; ValueError when the body is not JSON at all.
+
+    A JSON body of the wrong shape yields no commands rather than an error: each command is
+    validated on its own by ``decode_command`` so one bad entry never hides the others.
+    """
+    import json
+
+    data = json.loads(body) if body else {}
+    commands = data.get("commands") if isinstance(data, dict) else None
+    return commands if isinstance(commands, list) else []
 
 
 class PolledCommandList(_Tolerant):
