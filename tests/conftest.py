@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.faulty import FaultyService, start_faulty_service
 from tests.support.mcp_app import Gates, build_mcp_app
 from tests.support.odd_app import OddState, build_odd_app
 from tests.support.servers import BackgroundLoop, background_loop, refused_port
@@ -123,3 +124,30 @@ def dead_relay(
     finally:
         run.proc.kill()
     assert_no_secret(run, runtime_key)
+
+
+@pytest.fixture(scope="module")
+def faulty(bg: BackgroundLoop, runtime_key: str) -> Iterator[FaultyService]:
+    """A tunnel service with test controls (fault knobs, request record), one per test module."""
+    service = start_faulty_service(bg, runtime_key, response_timeout=5.0)
+    yield service
+    service.server.stop()
+
+
+@pytest.fixture
+def relay_on(faulty: FaultyService, runtime_key: str, tmp_path: Path) -> Iterator[StartClient]:
+    """Factory: ``tunnel-client run`` (debug logs) on a fresh tunnel of ``faulty``; stopped afterwards."""
+    runs: list[ClientRun] = []
+
+    def start(*args: str, tunnel_id: str | None = None, env: dict[str, str] | None = None) -> ClientRun:
+        run = start_client(service_url=faulty.base_url, tunnel_id=tunnel_id or faulty.add_tunnel(),
+                           runtime_key=runtime_key, home=tmp_path, args=list(args), log_level="debug",
+                           extra_env=env)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        run.proc.kill()
+    for run in runs:
+        assert_no_secret(run, runtime_key)

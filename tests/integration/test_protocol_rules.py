@@ -21,39 +21,13 @@ from tests.support.faulty import (
     FaultyService,
     Session,
     result_text,
-    start_faulty_service,
     wait_until,
 )
 from tests.support.mcp_app import Gates, build_mcp_app
 from tests.support.servers import BackgroundLoop
-from tests.support.tunnel import ClientRun, start_client
 from tunnel_core.config.durations import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def faulty(bg: BackgroundLoop, runtime_key: str) -> Iterator[FaultyService]:
-    service = start_faulty_service(bg, runtime_key, response_timeout=5.0)
-    yield service
-    service.server.stop()
-
-
-@pytest.fixture
-def relay_on(faulty: FaultyService, runtime_key: str, tmp_path: Path) -> Iterator[Any]:
-    runs: list[ClientRun] = []
-
-    def start(*args: str, tunnel_id: str | None = None, env: dict[str, str] | None = None) -> ClientRun:
-        run = start_client(service_url=faulty.base_url, tunnel_id=tunnel_id or faulty.add_tunnel(),
-                           runtime_key=runtime_key, home=tmp_path, args=list(args), log_level="debug",
-                           extra_env=env)
-        runs.append(run)
-        return run
-
-    yield start
-    for run in runs:
-        run.proc.kill()
-        assert runtime_key not in run.proc.output()
 
 
 def query_of(record: dict[str, Any]) -> dict[str, list[str]]:

@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,38 +21,25 @@ from tests.support.faulty import (
     Session,
     result_text,
     sse_messages,
-    start_faulty_service,
     wait_until,
 )
-from tests.support.servers import BackgroundLoop
-from tests.support.tunnel import ClientRun, start_client
-
-
-@pytest.fixture(scope="module")
-def faulty(bg: BackgroundLoop, runtime_key: str) -> Iterator[FaultyService]:
-    service = start_faulty_service(bg, runtime_key)
-    yield service
-    service.server.stop()
+from tests.support.tunnel import ClientRun
 
 
 @pytest.fixture
-def stdio_relay(faulty: FaultyService, runtime_key: str, tmp_path: Path) -> Iterator[Any]:
-    runs: list[ClientRun] = []
+def stdio_relay(relay_on: Any, tmp_path: Path) -> Any:
+    """Factory: a relay whose main channel is tests/support/stdio_server.py, logging what the child receives."""
+    count = 0
 
     def start(*args: str, command: str = STDIO_COMMAND, env: dict[str, str] | None = None) -> ClientRun:
-        log = tmp_path / f"stdio-{len(runs)}.log"
-        extra = {"STDIO_TEST_LOG": str(log), **(env or {})}
-        run = start_client(service_url=faulty.base_url, tunnel_id=faulty.add_tunnel(), runtime_key=runtime_key,
-                           home=tmp_path, args=["--mcp.command", command, *args], log_level="debug",
-                           extra_env=extra)
+        nonlocal count
+        log = tmp_path / f"stdio-{count}.log"
+        count += 1
+        run: ClientRun = relay_on("--mcp.command", command, *args, env={"STDIO_TEST_LOG": str(log), **(env or {})})
         run.stdio_log = log  # type: ignore[attr-defined]
-        runs.append(run)
         return run
 
-    yield start
-    for run in runs:
-        run.proc.kill()
-        assert runtime_key not in run.proc.output()
+    return start
 
 
 def child_pid(run: ClientRun) -> int | None:

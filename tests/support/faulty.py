@@ -13,8 +13,8 @@ from typing import Any
 import httpx2
 
 from tests.support.proc import WAIT
-from tests.support.servers import BackgroundLoop, RunningServer
-from tests.support.tunnel import new_tunnel_id
+from tests.support.servers import BackgroundLoop
+from tests.support.tunnel import RecordingApp, TunnelService
 from tunnel_core.devservice.app import ServiceConfig, build_service_app
 from tunnel_core.devservice.broker import Broker
 from tunnel_core.devservice.testcontrols import Fault, TestControls
@@ -25,22 +25,14 @@ ACCEPT_BOTH = "application/json, text/event-stream"
 
 
 @dataclass(slots=True)
-class FaultyService:
-    loop: BackgroundLoop
-    broker: Broker
+class FaultyService(TunnelService):
+    """The local tunnel service with its test controls on: fault knobs and a request record."""
+
     controls: TestControls
-    server: RunningServer
 
-    @property
-    def base_url(self) -> str:
-        return self.server.url
-
-    def add_tunnel(self) -> str:
-        tunnel_id = new_tunnel_id()
-        self.loop.call(self.broker.add_tunnel, tunnel_id)
-        return tunnel_id
-
-    def mcp_url(self, tunnel_id: str, **query: str) -> str:
+    def mcp_url(self, tunnel_id: str, channel: str | None = None, **query: str) -> str:
+        if channel:
+            query = {"channel": channel, **query}
         q = "&".join(f"{k}={v}" for k, v in query.items())
         return f"{self.base_url}/v1/mcp/{tunnel_id}" + (f"?{q}" if q else "")
 
@@ -62,9 +54,9 @@ class FaultyService:
 def start_faulty_service(loop: BackgroundLoop, runtime_key: str, response_timeout: float = 10.0) -> FaultyService:
     broker: Broker = loop.call(Broker)
     controls = TestControls()
-    app = build_service_app(broker, ServiceConfig(runtime_keys={runtime_key}, response_timeout=response_timeout,
-                                                  test_controls=controls))
-    return FaultyService(loop, broker, controls, loop.serve(app))
+    app = RecordingApp(build_service_app(broker, ServiceConfig(
+        runtime_keys={runtime_key}, response_timeout=response_timeout, test_controls=controls)))
+    return FaultyService(loop, broker, app, loop.serve(app), controls)
 
 
 class Session:
