@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -213,13 +214,8 @@ def test_child_never_outlives_the_client(stdio_relay: Any, sig: signal.Signals) 
 def test_real_third_party_stdio_server_mcp_server_time(stdio_relay: Any, faulty: FaultyService) -> None:
     from mcp import Client
 
-    exe = Path(os.environ.get("VIRTUAL_ENV", "") or Path(__file__).parents[2] / ".venv") / "bin" / "mcp-server-time"
-    if not exe.exists():
-        import shutil
-
-        found = shutil.which("mcp-server-time")
-        assert found, "mcp-server-time is installed by scripts/bootstrap"
-        exe = Path(found)
+    exe = Path(sys.executable).parent / "mcp-server-time"  # installed into the test venv by scripts/bootstrap
+    assert exe.exists(), "mcp-server-time is installed by scripts/bootstrap"
     run = stdio_relay(command=f"{exe} --local-timezone UTC")
     run.wait_readyz()
 

@@ -46,6 +46,11 @@ def register(sub: Any) -> None:
     s.add_argument("--tunnel-id", action="append", default=[], metavar="ID", help="tunnel to serve (repeatable)")
     s.add_argument("--runtime-api-key", default="env:CONTROL_PLANE_API_KEY", metavar="REF",
                    help="runtime key clients must present, env:NAME or file:/path")
+    s.add_argument("--admin-api-key", action="append", default=[], metavar="[ORG=]REF",
+                   help="admin key for the tunnel CRUD API, env:NAME or file:/path (repeatable); ORG=REF limits "
+                   "the key to tunnels of organization ORG")
+    s.add_argument("--data-dir", default="", metavar="DIR",
+                   help="keep tunnels created through the admin API in DIR (SQLite) across restarts")
     s.add_argument("--response-timeout", default="30s", metavar="DURATION")
     s.add_argument("--url-file", default="", metavar="PATH", help="write a JSON description here (0600)")
     s.add_argument("--log.level", dest="log_level", default="info", metavar="LEVEL")
@@ -121,9 +126,11 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
 
     from tunnel_core.cli.lifecycle import run_async
     from tunnel_core.config.refs import resolve_api_key
+    from tunnel_core.devservice.admin import split_admin_key_spec
     from tunnel_core.devservice.app import ServiceConfig, build_service_app
     from tunnel_core.devservice.broker import Broker
     from tunnel_core.devservice.proxy import DEFAULT_TUNNEL_ID, check_tunnel_id
+    from tunnel_core.devservice.store import StoreError
     from tunnel_core.errors import ConfigError
     from tunnel_core.fileutil import atomic_write
     from tunnel_core.logs import setup_logging
@@ -138,14 +145,28 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
         broker.add_tunnel(t)
     from tunnel_core.devservice.testcontrols import TestControls
 
+    admin_keys: dict[str, str | None] = {}
+    for spec in args.admin_api_key:
+        org, ref = split_admin_key_spec(spec)
+        if not ref.startswith(("env:", "file:")):
+            raise ConfigError("--admin-api-key: give a reference (env:NAME or file:/path), not the key itself")
+        admin_key = resolve_api_key(ref, setting="--admin-api-key", env=io.env)
+        if admin_key == key:
+            raise ConfigError(f"--admin-api-key {ref}: admin keys must differ from the runtime key")
+        admin_keys[admin_key] = org
     config = ServiceConfig(runtime_keys={key}, response_timeout=_duration(args.response_timeout, "--response-timeout"),
-                           test_controls=TestControls() if args.test_controls else None)
+                           test_controls=TestControls() if args.test_controls else None, admin_keys=admin_keys,
+                           data_dir=args.data_dir)
     setup_logging(level=args.log_level, fmt="struct-text")
+    try:
+        app = build_service_app(broker, config)
+    except StoreError as exc:
+        raise ConfigError(f"--data-dir: {exc}") from None
     sock = bind(args.listen, what="--listen")
 
     async def main(stop: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
-            served = serve(build_service_app(broker, config), sock, tg)
+            served = serve(app, sock, tg)
             desc = {"control_plane_base_url": served.url,
                     "tunnels": [{"tunnel_id": t, "mcp_url": f"{served.url}/v1/mcp/{t}"} for t in tunnels]}
             if args.url_file:

@@ -82,7 +82,7 @@ def merge_aliases(ns: argparse.Namespace) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tunnel_core.cli import devcmd, opscmd, profilescmd, runcmd
+    from tunnel_core.cli import admincmd, devcmd, opscmd, profilescmd, runcmd, runtimescmd
 
     parser = argparse.ArgumentParser(
         prog="tunnel-client",
@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     devcmd.register(sub)
     profilescmd.register(sub)
     opscmd.register(sub)
+    admincmd.register(sub)
+    runtimescmd.register(sub)
     return parser
 
 

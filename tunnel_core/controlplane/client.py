@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import anyio
+
 from tunnel_core import CLIENT_NAME, USER_AGENT, __version__
 from tunnel_core.httpio import HTTPPool
 from tunnel_core.wire.models import TunnelClientMetadata, TunnelResponsePayload, commands_from_poll_body
@@ -108,7 +110,7 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
 @dataclass(frozen=True, slots=True)
 class PollResult:
     commands: list[Any]
-    received_at: float  # monotonic time the poll response headers arrived
+    received_at: float  # event-loop clock (anyio.current_time) when the poll response headers arrived
 
 
 class ControlPlaneClient:
@@ -159,7 +161,9 @@ class ControlPlaneClient:
         async with self._http.stream(
             "GET", f"{self._root}/poll{query}", headers=self._headers(), timeout=timeout + guardrail
         ) as resp:
-            received_at = time.monotonic()
+            # The event loop's clock, not time.monotonic(): deadlines are enforced with cancel scopes on
+            # that clock, and uvloop's clock is cached per loop turn, so mixing the two can misjudge "0s".
+            received_at = anyio.current_time()
             body = await resp.aread()
         if resp.status == 204:
             return PollResult([], received_at)

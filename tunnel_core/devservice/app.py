@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from tunnel_core.config.durations import parse_response_timeout
+from tunnel_core.devservice.admin import build_admin_routes
 from tunnel_core.devservice.broker import Broker, DeliveryError, Pending
 from tunnel_core.devservice.testcontrols import TestControls, TestControlsMiddleware
 from tunnel_core.targets.failures import status_text
@@ -44,6 +45,8 @@ class ServiceConfig:
     response_timeout: float = 30.0
     max_poll_timeout: float = 60.0
     test_controls: TestControls | None = None  # fault knobs and request record, tests only
+    admin_keys: dict[str, str | None] = field(default_factory=dict, repr=False)  # key -> org scope (None: any)
+    data_dir: str = ""  # admin-created tunnels persist here (SQLite); "" keeps them in memory
 
 
 def api_error(status: int, message: str, code: str | None, typ: str = "invalid_request_error",
@@ -266,6 +269,8 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
 
     app = Starlette(
         routes=[
+            *build_admin_routes(broker, admin_keys=config.admin_keys, runtime_keys=config.runtime_keys,
+                                data_dir=config.data_dir, runtime_metadata=metadata),
             Route("/v1/tunnels/{tunnel_id}", metadata, methods=["GET"]),
             Route("/v1/tunnels/{tunnel_id}/poll", poll, methods=["GET"]),
             Route("/v1/tunnels/{tunnel_id}/response", response, methods=["POST"]),

@@ -8,7 +8,6 @@ and covers both the MCP work and the response POST; expired work is dropped sile
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 
 import anyio
@@ -117,7 +116,7 @@ class Dispatcher:
         self._metrics.end_to_end.labels(
             "poll_to_response", self._tunnel_id, str(status or "failed"), _request_kind(cmd),
             str(method)[:64], cmd.channel,
-        ).observe((time.monotonic() - received_at) * 1000)
+        ).observe((anyio.current_time() - received_at) * 1000)
 
     def _payload(self, cmd: PolledCommand, reply: Reply) -> TunnelResponsePayload:
         return TunnelResponsePayload(
