@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 import anyio
 from anyio.abc import TaskGroup
 
+from tunnel_core.errors import TunnelClientError
+
 
 async def _watch_signals(stop: anyio.Event, tg: TaskGroup) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -42,4 +44,19 @@ def run_async(main: Callable[[anyio.Event], Awaitable[None]], *, duration: float
         options = {"use_uvloop": True}
     except ImportError:
         options = {}
-    anyio.run(lambda: run_until_signal(main, duration=duration), backend="asyncio", backend_options=options)
+    try:
+        anyio.run(lambda: run_until_signal(main, duration=duration), backend="asyncio", backend_options=options)
+    except BaseExceptionGroup as group:
+        # A configuration error raised inside the task group is still one plain error line for the user.
+        leaf = _only_leaf(group)
+        if isinstance(leaf, TunnelClientError):
+            raise leaf from None
+        raise
+
+
+def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The single exception inside (possibly nested) groups, or None when there are several."""
+    if len(group.exceptions) != 1:
+        return None
+    inner = group.exceptions[0]
+    return _only_leaf(inner) if isinstance(inner, BaseExceptionGroup) else inner
