@@ -1,8 +1,10 @@
 """The embedded demo MCP server (``dev mcp-stub``, ``run --embedded-mcp-stub``).
 
 Tools ``server_info``, ``echo {input}`` and ``uppercase {input}`` with the reference's
-names and outputs, served over Streamable HTTP at ``/mcp``, plus minimal OAuth metadata
-documents so discovery has something to find.
+names and outputs, served over Streamable HTTP at ``/mcp``, plus a small in-memory OAuth
+authorization server (``tunnel_core.oauth.devserver``: metadata, dynamic client
+registration, authorization code with PKCE, token and refresh). ``/mcp`` is open unless
+``StubOAuthOptions.require_auth`` (``dev mcp-stub --require-auth``) asks for a bearer token.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
+
+from tunnel_core.oauth.devserver import DevAuthServer, StubOAuthOptions
 
 SAMPLE_PROMPTS = [
     "Use the echo tool with input 'hello from tunnel-client'.",
@@ -41,7 +43,9 @@ class Uppercased(BaseModel):
     uppercase: str
 
 
-def build_stub_app(name: str = "mcp-stub", version: str = "0.1.0") -> Starlette:
+def build_stub_app(name: str = "mcp-stub", version: str = "0.1.0", oauth: StubOAuthOptions | None = None) -> Any:
+    """The demo server as an ASGI app; with ``oauth.require_auth`` set, ``/mcp`` needs a bearer token."""
+    auth = DevAuthServer(oauth or StubOAuthOptions())
     server: Any = MCPServer(name, version=version)
 
     @server.tool(description="Describe the demo MCP server and show a few sample prompts to try in ChatGPT")
@@ -66,43 +70,10 @@ def build_stub_app(name: str = "mcp-stub", version: str = "0.1.0") -> Starlette:
 
     mcp_app = server.streamable_http_app(streamable_http_path="/mcp")
 
-    def base(request: Request) -> str:
-        return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
-
-    async def prmd(request: Request) -> JSONResponse:
-        b = base(request)
-        return JSONResponse({"resource": f"{b}/mcp", "authorization_servers": [b],
-                             "scopes_supported": ["read", "write"]})
-
-    async def asm(request: Request) -> JSONResponse:
-        b = base(request)
-        return JSONResponse({
-            "issuer": b,
-            "authorization_endpoint": f"{b}/authorize",
-            "token_endpoint": f"{b}/token",
-            "jwks_uri": f"{b}/jwks",
-            "registration_endpoint": f"{b}/register",
-            "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
-            "code_challenge_methods_supported": ["S256"],
-        })
-
-    async def jwks(_: Request) -> JSONResponse:
-        return JSONResponse({"keys": []})
-
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with server.session_manager.run():
             yield
 
-    return Starlette(
-        routes=[
-            Route("/.well-known/oauth-protected-resource", prmd),
-            Route("/.well-known/oauth-protected-resource/mcp", prmd),
-            Route("/.well-known/oauth-authorization-server", asm),
-            Route("/jwks", jwks),
-            Mount("/", app=mcp_app),
-        ],
-        lifespan=lifespan,
-    )
+    app = Starlette(routes=[*auth.routes(), Mount("/", app=mcp_app)], lifespan=lifespan)
+    return auth.protect(app)

@@ -7,7 +7,9 @@ Signal handling stays with the caller: uvicorn's own handlers are disabled.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import socket
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -37,11 +39,17 @@ class Served:
     host: str
     port: int
     server: uvicorn.Server
+    scheme: str = "http"
+    unix_path: str = ""
 
     @property
     def url(self) -> str:
+        if self.unix_path:
+            # The reference's form for a Unix-socket listener: http+unix://<base64url(path)>.
+            encoded = base64.urlsafe_b64encode(self.unix_path.encode()).decode("ascii").rstrip("=")
+            return f"http+unix://{encoded}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -56,16 +64,50 @@ def bind(addr: str, *, what: str = "listen address") -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        from tunnel_core.errors import ConfigError
+
+        raise ConfigError(
+            f"{what}: cannot listen on {addr}: {exc.strerror}; choose another port (or :0 for any free port)"
+        ) from None
     sock.listen(2048)
     sock.setblocking(False)
     return sock
 
 
-def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0) -> Served:
-    """Start serving ``app`` on ``sock`` in ``tg``; call ``Served.stop()`` to shut it down."""
+def bind_unix(path: str, *, what: str = "unix socket") -> socket.socket:
+    """A listening Unix socket at ``path`` (0600); a stale socket nobody accepts on is replaced."""
+    from tunnel_core.errors import ConfigError
+
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale: left behind by a process that is gone
+        else:
+            raise ConfigError(f"{what}: {path} is in use by a running process; stop it or choose another path")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"{what}: cannot listen on {path}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0,
+          options: dict[str, Any] | None = None) -> Served:
+    """Start serving ``app`` on ``sock`` in ``tg``; call ``Served.stop()`` to shut it down.
+
+    ``options`` are extra uvicorn.Config arguments (TLS: ``ssl_certfile``/``ssl_keyfile``; limits).
+    """
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -75,8 +117,12 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
         timeout_keep_alive=30,
         ws="none",
         http=_HTTP_IMPL,
+        **(options or {}),
     )
     server = _QuietServer(config)
+    if sock.family == socket.AF_UNIX:
+        tg.start_soon(server.serve, [sock])
+        return Served("", 0, server, unix_path=str(sock.getsockname()))
     host, port = sock.getsockname()[:2]
     tg.start_soon(server.serve, [sock])
-    return Served(host, port, server)
+    return Served(host, port, server, "https" if config.ssl_certfile else "http")

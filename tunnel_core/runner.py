@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,20 +20,32 @@ from typing import Any
 
 import anyio
 
-from tunnel_core import __version__
+from tunnel_core import __version__, logs, tracing
 from tunnel_core.config.durations import format_duration
 from tunnel_core.config.settings import Settings
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
 from tunnel_core.fileutil import atomic_write, remove_quietly
 from tunnel_core.httpio import HTTPPool, NetworkOrDecodeErrors, default_ssl_context
-from tunnel_core.netserve import bind, serve
-from tunnel_core.opsserver.app import build_ops_app, iso
+from tunnel_core.netconfig import (
+    TLSContexts,
+    control_plane_base_url,
+    control_plane_pool,
+    mcp_pool,
+    route_summary,
+)
+from tunnel_core.netserve import bind, bind_unix, serve
+from tunnel_core.oauth.assemble import build_oauth, startup_discovery
+from tunnel_core.opsserver.app import OpsContext, build_ops_app, iso
+from tunnel_core.opsserver.bundle import runtime_snapshot
 from tunnel_core.relay.dispatcher import Dispatcher
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.poller import Poller
 from tunnel_core.relay.responder import Responder
 from tunnel_core.relay.state import RuntimeState
+from tunnel_core.relay.traffic import TrafficRecorder
 from tunnel_core.targets.base import ProbeResult, Target
+from tunnel_core.targets.harpoon import ChannelTable
+from tunnel_core.targets.headers import StaticHeaders
 from tunnel_core.targets.http import HTTPTarget
 from tunnel_core.wire.models import MCPServerInfo, ServerInfoChannel
 
@@ -50,6 +63,7 @@ class RunHandle:
     health_url: str = ""
     state: RuntimeState | None = None
     metrics: RelayMetrics | None = None
+    ops: OpsContext | None = None  # what the operator listener shows (set before ready_url)
 
 
 def http_client(*, max_connections: int = 100) -> HTTPPool:
@@ -57,18 +71,24 @@ def http_client(*, max_connections: int = 100) -> HTTPPool:
     return HTTPPool(max_connections=max_connections, ssl_context=default_ssl_context())
 
 
-def build_targets(settings: Settings, *, max_concurrent: int) -> dict[str, Target]:
+def build_targets(settings: Settings, *, max_concurrent: int, tls: TLSContexts | None = None) -> dict[str, Target]:
+    tls = tls or TLSContexts(settings.network)
+    net = settings.network
     targets: dict[str, Target] = {}
     for b in settings.bindings:
         if b.kind == "http":
+            static = None
+            if net.mcp_extra_headers or net.mcp_discovery_extra_headers:
+                static = StaticHeaders(b.url, net.mcp_extra_headers, net.mcp_discovery_extra_headers)
             targets[b.channel] = HTTPTarget(
-                b.channel, b.url, http_client(max_connections=max(max_concurrent * 2, 16)),
-                connection_ttl=settings.connection_max_ttl,
+                b.channel, b.url, mcp_pool(settings, b, tls, max_connections=max(max_concurrent * 2, 16)),
+                connection_ttl=settings.connection_max_ttl, static=static,
             )
         else:
             from tunnel_core.targets.stdio import StdioTarget
 
-            targets[b.channel] = StdioTarget(b.channel, b.argv, connection_ttl=settings.connection_max_ttl)
+            targets[b.channel] = StdioTarget(b.channel, b.argv, connection_ttl=settings.connection_max_ttl,
+                                             secret_values=(settings.api_key,))
     return targets
 
 
@@ -108,6 +128,8 @@ def status_payload(settings: Settings, state: RuntimeState, targets: dict[str, T
         "control_plane_poll_timeout": format_duration(settings.poll_timeout),
         "control_plane_poll_deadline_guardrail": format_duration(settings.poll_guardrail),
         "mcp_server_url": next((b.url for b in settings.bindings if b.channel == "main" and b.kind == "http"), ""),
+        "mcp_resource_metadata_urls": state.oauth.result.candidates if state.oauth and state.oauth.result else [],
+        **{k: v for k, v in route_summary(settings).items() if k != "ca_bundle"},
         "channels": channels,
         "tunnel_metadata": state.metadata.model_dump() if state.metadata else None,
         "tunnel_metadata_error": state.metadata_error,
@@ -143,16 +165,23 @@ async def run_client(
     state = RuntimeState(tunnel_id=settings.tunnel_id, instance_id=instance_id)
     metrics = RelayMetrics()
     handle.state, handle.metrics = state, metrics
-    targets = build_targets(settings, max_concurrent=settings.max_concurrent)
-    info = server_info_header(targets)
-    cp_http = http_client(max_connections=max(32, settings.max_inflight + 4))
+    traffic = TrafficRecorder()
+    logs.set_context(client_instance_id=instance_id, tunnel_id=settings.tunnel_id)
+    logs.add_secret_value(settings.api_key)
+    tls = TLSContexts(settings.network)
+    targets = build_targets(settings, max_concurrent=settings.max_concurrent, tls=tls)
+    oauth = build_oauth(settings, targets, tls, state)
+    channels = ChannelTable(targets, oauth.harpoon, settings.poll_channels)
+    metrics.watch_stdio(targets)
+    cp_http = control_plane_pool(settings, tls, max_connections=max(32, settings.max_inflight + 4))
     cp = ControlPlaneClient(
-        http=cp_http, base_url=settings.control_plane_url, tunnel_id=settings.tunnel_id, api_key=settings.api_key,
-        instance_id=instance_id, server_info=lambda: info, organization_id=settings.organization_id,
+        http=cp_http, base_url=control_plane_base_url(settings), tunnel_id=settings.tunnel_id,
+        api_key=settings.api_key, instance_id=instance_id, server_info=channels.server_info,
+        organization_id=settings.organization_id,
     )
     dispatcher = Dispatcher(
-        tunnel_id=settings.tunnel_id, targets=targets, responder=Responder(cp, metrics), metrics=metrics,
-        max_concurrent=settings.max_concurrent,
+        tunnel_id=settings.tunnel_id, targets=channels, responder=Responder(cp, metrics), metrics=metrics,
+        max_concurrent=settings.max_concurrent, traffic=traffic, oauth=oauth.discovery.handle,
     )
     poller = Poller(
         cp=cp, dispatcher=dispatcher, state=state, metrics=metrics, max_inflight=settings.max_inflight,
@@ -163,12 +192,23 @@ async def run_client(
         state.probes[channel] = ProbeResult("pending")
         if hasattr(target, "on_state"):
             target.on_state = lambda result, ch=channel: state.set_probe(ch, result)
-    ops_sock = bind(settings.health_listen_addr, what="--health.listen-addr / HEALTH_LISTEN_ADDR")
+    if settings.health_unix_socket:
+        ops_sock = bind_unix(settings.health_unix_socket, what="--health.unix-socket / HEALTH_UNIX_SOCKET")
+    else:
+        ops_sock = bind(settings.health_listen_addr, what="--health.listen-addr / HEALTH_LISTEN_ADDR")
     url_file = Path(settings.health_url_file) if settings.health_url_file else None
     pid_file = Path(settings.pid_file) if settings.pid_file else None
+    log_buffer = logs.install_buffer(settings.log_buffer_events)
+    owns_tracing = tracing.configure_from_env(os.environ)
     try:
         async with anyio.create_task_group() as outer:
-            ops = serve(build_ops_app(state, metrics, lambda: status_payload(settings, state, targets)), ops_sock, outer)
+            handle.ops = OpsContext(
+                state=state, metrics=metrics, status=lambda: status_payload(settings, state, targets),
+                allow_remote_ui=settings.allow_remote_ui, logs=log_buffer, traffic=traffic,
+                runtime=lambda: runtime_snapshot(settings, sys.argv, os.environ),
+                oauth=oauth.discovery.state.snapshot, system_extra=lambda: route_summary(settings),
+            )
+            ops = serve(build_ops_app(handle.ops), ops_sock, outer)
             handle.health_url = ops.url
             if url_file:
                 atomic_write(url_file, ops.url + "\n", mode=0o600)
@@ -179,7 +219,9 @@ async def run_client(
                 extra={"tunnel_id": settings.tunnel_id, "version": __version__, "health_url": ops.url,
                        "ui_url": ops.url + "/ui", "metrics_url": ops.url + "/metrics",
                        "config_source": settings.config_source,
-                       "mcp_targets": ",".join(f"{b.channel}={b.kind}" for b in settings.bindings)},
+                       "mcp_targets": ",".join(f"{b.channel}={b.kind}" for b in settings.bindings),
+                       "mcp_target_value": next((b.target for b in settings.bindings if b.channel == "main"), ""),
+                       "tracing": tracing.description()},
             )
             if announce:
                 announce(ops.url)
@@ -190,6 +232,7 @@ async def run_client(
                     if start is not None:
                         await start(work)
                 work.start_soon(_fetch_metadata, cp, state)
+                work.start_soon(startup_discovery, oauth, settings, state)
                 poll_scope = anyio.CancelScope()
                 work.start_soon(_poll_when_ready, poller, work, poll_scope, settings, targets, state)
                 await handle.stop.wait()
@@ -202,17 +245,24 @@ async def run_client(
                 if poller.held:
                     log.warning("abandoning unfinished commands at shutdown", extra={"held": poller.held})
                 work.cancel_scope.cancel()
+            log_buffer.close()  # ends /api/logs/stream responses so the listener can stop promptly
             ops.stop()
     finally:
         with anyio.CancelScope(shield=True):
             for t in targets.values():
                 await t.aclose()
+            await oauth.aclose()
             await cp_http.aclose()
         if url_file:
             remove_quietly(url_file)
         if pid_file:
             remove_quietly(pid_file)
+        if settings.health_unix_socket:
+            remove_quietly(Path(settings.health_unix_socket))
         log.info("tunnel-client stopped")
+        logs.remove_buffer(log_buffer)
+        if owns_tracing:
+            tracing.shutdown()
 
 
 async def _fetch_metadata(cp: ControlPlaneClient, state: RuntimeState) -> None:
@@ -229,11 +279,26 @@ async def _fetch_metadata(cp: ControlPlaneClient, state: RuntimeState) -> None:
         log.warning("tunnel metadata unavailable", extra={"error_type": type(exc).__name__})
 
 
-async def _probe(target: Target, state: RuntimeState) -> None:
-    result = await target.probe()
-    state.set_probe(target.channel, result)
-    log.info("mcp startup probe", extra={"channel": target.channel, "probe_status": result.status,
-                                         "probe_error": result.error})
+PROBE_RETRY_MAX = 15.0
+
+
+async def _probe(target: Target, state: RuntimeState, first_done: anyio.Event | None = None) -> None:
+    """Probe the target; while it fails, probe again with backoff so a late server becomes ready.
+
+    (The reference probes once: a target that starts after the client stays "not ready".)
+    """
+    delay = 1.0
+    while True:
+        result = await target.probe()
+        state.set_probe(target.channel, result)
+        log.log(logging.INFO if result.status != "failed" else logging.WARNING, "mcp startup probe",
+                extra={"channel": target.channel, "probe_status": result.status, "probe_error": result.error})
+        if first_done is not None:
+            first_done.set()
+        if result.status != "failed" or target.kind != "http":
+            return
+        await anyio.sleep(delay)
+        delay = min(delay * 2, PROBE_RETRY_MAX)
 
 
 async def _poll_when_ready(
@@ -248,9 +313,12 @@ async def _poll_when_ready(
                 if wait is not None and not await wait(deadline):
                     state.set_probe(t.channel, ProbeResult("failed", "startup wait expired"))
                     log.warning("mcp startup wait expired", extra={"channel": t.channel})
-            async with anyio.create_task_group() as probes:
-                for t in targets.values():
-                    probes.start_soon(_probe, t, state)
+            # The first poll waits for each target's first probe; retries of a failed one go on alone.
+            settled = [anyio.Event() for _ in targets]
+            for t, done in zip(targets.values(), settled, strict=True):
+                work.start_soon(_probe, t, state, done)
+            for done in settled:
+                await done.wait()
         else:
             for t in targets.values():
                 work.start_soon(_probe, t, state)

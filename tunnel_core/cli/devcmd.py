@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tunnel_core.cli import servecmd
 from tunnel_core.cli.main import IO
 
 
@@ -35,6 +36,7 @@ def register(sub: Any) -> None:
                    help="how long to wait for readiness before printing the URL anyway")
     p.add_argument("--duration", default="", metavar="DURATION", help="stop after this long (default: until signal)")
     p.add_argument("--log.level", dest="log_level", default="warn", metavar="LEVEL")
+    servecmd.add_engine_flags(p)
     p.set_defaults(handler=cmd_proxy)
 
     s = dsub.add_parser(
@@ -54,14 +56,24 @@ def register(sub: Any) -> None:
     s.add_argument("--response-timeout", default="30s", metavar="DURATION")
     s.add_argument("--url-file", default="", metavar="PATH", help="write a JSON description here (0600)")
     s.add_argument("--log.level", dest="log_level", default="info", metavar="LEVEL")
+    s.add_argument("--oauth-passthrough", action="store_true",
+                   help="relay WWW-Authenticate unchanged (default: resource_metadata points at this service's "
+                   "/.well-known/oauth-protected-resource/v1/mcp/<tunnel_id>, as the hosted service does)")
     s.add_argument("--test-controls", action="store_true",
                    help="enable /_test/requests and /_test/faults (for tests only; never expose)")
+    servecmd.add_engine_flags(s)
     s.set_defaults(handler=cmd_tunnel_service)
 
     m = dsub.add_parser("mcp-stub", help="run the demo MCP server (server_info, echo, uppercase)")
     m.add_argument("--listen-addr", default="127.0.0.1:0", metavar="HOST:PORT")
     m.add_argument("--server-name", default="mcp-stub", metavar="NAME")
     m.add_argument("--server-version", default="0.1.0", metavar="VERSION")
+    m.add_argument("--require-auth", action="store_true",
+                   help="protect /mcp with OAuth bearer tokens from the built-in demo authorization server "
+                   "(registration, PKCE authorization code, token and refresh; /authorize approves automatically)")
+    m.add_argument("--issuer", default="", metavar="URL",
+                   help="issuer to publish in the authorization server metadata (default: this server's URL; "
+                   "a different value demonstrates an issuer mismatch)")
     m.set_defaults(handler=cmd_mcp_stub)
 
 
@@ -92,6 +104,7 @@ def cmd_proxy(args: argparse.Namespace, io: IO) -> int:
         response_timeout=_duration(args.response_timeout, "--response-timeout"),
         readiness_timeout=_duration(args.readiness_timeout, "--readiness-timeout"),
         log_level=args.log_level,
+        backend=servecmd.engine_backend(args, io.env),
     )
     if args.health_url_file:
         opts.extra_flags["cfg__health__url_file"] = args.health_url_file
@@ -140,7 +153,7 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
         raise ConfigError("--runtime-api-key: give a reference (env:NAME or file:/path), not the key itself")
     key = resolve_api_key(args.runtime_api_key, setting="--runtime-api-key", env=io.env)
     tunnels = [check_tunnel_id(t) for t in args.tunnel_id] or [DEFAULT_TUNNEL_ID]
-    broker = Broker()
+    broker = Broker(servecmd.engine_backend(args, io.env))
     for t in tunnels:
         broker.add_tunnel(t)
     from tunnel_core.devservice.testcontrols import TestControls
@@ -156,7 +169,7 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
         admin_keys[admin_key] = org
     config = ServiceConfig(runtime_keys={key}, response_timeout=_duration(args.response_timeout, "--response-timeout"),
                            test_controls=TestControls() if args.test_controls else None, admin_keys=admin_keys,
-                           data_dir=args.data_dir)
+                           data_dir=args.data_dir, rewrite_www_authenticate=not args.oauth_passthrough)
     setup_logging(level=args.log_level, fmt="struct-text")
     try:
         app = build_service_app(broker, config)
@@ -165,7 +178,7 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
     sock = bind(args.listen, what="--listen")
 
     async def main(stop: anyio.Event) -> None:
-        async with anyio.create_task_group() as tg:
+        async with broker.running(), anyio.create_task_group() as tg:
             served = serve(app, sock, tg)
             desc = {"control_plane_base_url": served.url,
                     "tunnels": [{"tunnel_id": t, "mcp_url": f"{served.url}/v1/mcp/{t}"} for t in tunnels]}
@@ -175,6 +188,7 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
             for t in tunnels:
                 io.out(f"MCP URL: {served.url}/v1/mcp/{t}")
             await stop.wait()
+            broker.close()  # waiting polls answer at once; queued commands stay queued (redis)
             served.stop()
 
     run_async(main)
@@ -187,15 +201,20 @@ def cmd_mcp_stub(args: argparse.Namespace, io: IO) -> int:
     from tunnel_core.cli.lifecycle import run_async
     from tunnel_core.mcpstub import build_stub_app
     from tunnel_core.netserve import bind, serve
+    from tunnel_core.oauth.devserver import StubOAuthOptions
 
     sock = bind(args.listen_addr, what="--listen-addr")
+    oauth = StubOAuthOptions(require_auth=args.require_auth, issuer=args.issuer)
 
     async def main(stop: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
-            served = serve(build_stub_app(args.server_name, args.server_version), sock, tg)
+            served = serve(build_stub_app(args.server_name, args.server_version, oauth), sock, tg)
             io.out(f"MCP URL: {served.url}/mcp")
             io.out(f"Protected resource metadata: {served.url}/.well-known/oauth-protected-resource/mcp")
             io.out(f"Authorization server metadata: {served.url}/.well-known/oauth-authorization-server")
+            if args.require_auth:
+                io.out("OAuth: /mcp requires a bearer token (register at /register, authorize at /authorize, "
+                       "exchange at /token); /authorize approves automatically")
             io.out(f"Next: tunnel-client run --mcp.server-url {served.url}/mcp ...")
             await stop.wait()
             served.stop()

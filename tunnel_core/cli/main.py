@@ -64,6 +64,7 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
         g.add_argument(
             spec.flag, dest=spec.dest, action="append" if spec.repeat else "store", metavar=spec.metavar,
             help=f"{spec.help}{env}{default}",
+            nargs="?" if spec.boolean else None, const="true" if spec.boolean else None,
         )
         for alias in spec.aliases:
             g.add_argument(alias, dest=spec.dest + "__alias", action="append" if spec.repeat else "store",
@@ -82,7 +83,7 @@ def merge_aliases(ns: argparse.Namespace) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tunnel_core.cli import admincmd, devcmd, opscmd, profilescmd, runcmd, runtimescmd
+    from tunnel_core.cli import admincmd, codexcmd, devcmd, opscmd, profilescmd, runcmd, runtimescmd, servecmd
 
     parser = argparse.ArgumentParser(
         prog="tunnel-client",
@@ -94,10 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     runcmd.register(sub)
     devcmd.register(sub)
+    servecmd.register(sub)
     profilescmd.register(sub)
     opscmd.register(sub)
     admincmd.register(sub)
     runtimescmd.register(sub)
+    codexcmd.register(sub)
     return parser
 
 

@@ -16,6 +16,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tunnel_core.config.durations import parse_duration
+from tunnel_core.config.network import (
+    HarpoonSettings,
+    NetworkSettings,
+    binding_extras,
+    load_harpoon,
+    load_network,
+    path_value,
+)
 from tunnel_core.config.refs import is_reference, resolve_api_key
 from tunnel_core.config.specs import API_KEY_ENV_FALLBACKS, SPEC_BY_KEY, SPECS, Spec
 from tunnel_core.config.yamlfile import ConfigFile, load_config_file, yaml_value
@@ -23,7 +31,8 @@ from tunnel_core.errors import ConfigError
 from tunnel_core.wire.models import CHANNEL_RE, MAIN_CHANNEL, TUNNEL_ID_RE
 
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-RESERVED_CHANNELS = frozenset({"harpoon"})
+HARPOON_CHANNEL = "harpoon"
+RESERVED_CHANNELS = frozenset({HARPOON_CHANNEL})
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
 
@@ -36,6 +45,10 @@ class Binding:
     url: str = ""
     argv: tuple[str, ...] = ()
     command: str = ""
+    unix_socket: str = ""  # dial this socket instead of TCP (http bindings only)
+    http_proxy: str = field(default="", repr=False)  # per-channel proxy URL, "" = inherit
+    client_cert: str = ""  # per-channel client certificate/key, "" = inherit --mcp.client-cert
+    client_key: str = ""
 
     @property
     def target(self) -> str:
@@ -67,6 +80,11 @@ class Settings:
     config_source: str = "flags/env"
     profile_name: str = ""
     profile_path: str = ""
+    allow_remote_ui: bool = False
+    log_buffer_events: int = 2000
+    network: NetworkSettings = field(default_factory=lambda: NetworkSettings())
+    harpoon: HarpoonSettings = field(default_factory=lambda: HarpoonSettings())
+    health_unix_socket: str = ""
 
     @property
     def control_plane_url(self) -> str:
@@ -102,7 +120,8 @@ class _Sources:
             raw = self.env[spec.env]
             if spec.repeat:
                 sep = spec.env_sep or "\n"
-                items = [p.strip() for p in re.split(r"[,;]" if sep == "," else r"\n", raw) if p.strip()]
+                pattern = {",": r"[,;]", ";": r"[;\n]"}.get(sep, r"\n")
+                items = [p.strip() for p in re.split(pattern, raw) if p.strip()]
                 return items, "env"
             return raw, "env"
         if self.file is not None:
@@ -134,6 +153,17 @@ def _int(src: _Sources, key: str, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ConfigError(f"{_names(spec)}: {value} is out of range; use {lo}..{hi}")
     return value
+
+
+def _bool(src: _Sources, key: str) -> bool:
+    spec = SPEC_BY_KEY[key]
+    raw, _ = src.get(spec)
+    value = str(raw).strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise ConfigError(f"{_names(spec)}: {raw!r} is not a boolean; use true or false")
 
 
 def _str(src: _Sources, key: str) -> str:
@@ -188,9 +218,15 @@ def _bindings(src: _Sources) -> tuple[Binding, ...]:
             channel, url = (q.get("channel") or MAIN_CHANNEL, q.get("url", "")) if q else (MAIN_CHANNEL, item)
             if q and "command" in q:
                 raise ConfigError(f"{_names(urls_spec)}: command= belongs in --mcp.command")
+            extra = {k.replace("-", "_"): v for k, v in (q or {}).items() if k not in ("channel", "url")}
         else:
             channel, url = item.channel or MAIN_CHANNEL, item.url or ""
-        out.append(Binding(channel.strip().lower(), "http", url=_validate_url(url.strip(), _names(urls_spec))))
+            extra = {k: getattr(item, k) or "" for k in ("unix_socket", "http_proxy", "client_cert", "client_key")}
+        channel = channel.strip().lower()
+        e = binding_extras(src, channel, extra)
+        out.append(Binding(channel, "http", url=_validate_url(url.strip(), _names(urls_spec)),
+                           unix_socket=e["unix_socket"], http_proxy=e["http_proxy"], client_cert=e["client_cert"],
+                           client_key=e["client_key"]))
     for item in cmds_raw or []:
         if isinstance(item, str):
             try:
@@ -301,7 +337,7 @@ def load_settings(
     if poll_channels is not None:
         bound = {b.channel for b in bindings}
         for c in poll_channels:
-            if c not in bound:
+            if c not in bound and c != HARPOON_CHANNEL:
                 raise ConfigError(f"--control-plane.poll-channel: channel {c!r} has no MCP binding; bind it or drop it")
 
     log_level = _str(src, "log.level").lower() or "info"
@@ -322,6 +358,13 @@ def load_settings(
 
     listen = _str(src, "health.listen_addr")
     parse_listen_addr(listen, what=_names(SPEC_BY_KEY["health.listen_addr"]))
+    network = load_network(src, sum(1 for b in bindings if b.kind == "http"))
+    harpoon = load_harpoon(src)
+    if poll_channels == (HARPOON_CHANNEL,) and not harpoon.targets:
+        raise ConfigError(
+            "--control-plane.poll-channel: polling only harpoon needs at least one --harpoon.target; "
+            "add one or poll main too"
+        )
 
     return Settings(
         base_url=base_url.rstrip("/"),
@@ -347,6 +390,12 @@ def load_settings(
         config_source=selection.source,
         profile_name=selection.profile_name,
         profile_path=str(selection.path or ""),
+        allow_remote_ui=_bool(src, "admin_ui.allow_remote"),
+        log_buffer_events=_int(src, "admin_ui.log_buffer_events", 1, 100000),
+        network=network,
+        harpoon=harpoon,
+        health_unix_socket=path_value(_str(src, "health.unix_socket"), _names(SPEC_BY_KEY["health.unix_socket"]),
+                                      env),
     )
 
 

@@ -26,7 +26,9 @@ from starlette.types import ASGIApp
 
 from tunnel_core.config.durations import parse_response_timeout
 from tunnel_core.devservice.admin import build_admin_routes
+from tunnel_core.devservice.backends.base import poller_from_headers
 from tunnel_core.devservice.broker import Broker, DeliveryError, Pending
+from tunnel_core.devservice.oauth_routes import OAuthRewriteMiddleware, oauth_routes
 from tunnel_core.devservice.testcontrols import TestControls, TestControlsMiddleware
 from tunnel_core.targets.failures import status_text
 from tunnel_core.wire.models import TUNNEL_ID_RE, TunnelResponsePayload
@@ -47,6 +49,10 @@ class ServiceConfig:
     test_controls: TestControls | None = None  # fault knobs and request record, tests only
     admin_keys: dict[str, str | None] = field(default_factory=dict, repr=False)  # key -> org scope (None: any)
     data_dir: str = ""  # admin-created tunnels persist here (SQLite); "" keeps them in memory
+    max_body: int = MAX_BODY  # front-door request and response-POST body cap, bytes
+    # Point resource_metadata of relayed WWW-Authenticate headers at this service's PRMD route, as
+    # the hosted service does (dev tunnel-service and dev proxy turn it on); off = exact pass-through.
+    rewrite_www_authenticate: bool = False
 
 
 def api_error(status: int, message: str, code: str | None, typ: str = "invalid_request_error",
@@ -121,11 +127,17 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
         channels = set(request.query_params.getlist("channel")) or None
         timeout = min(max(timeout_ms, 0) / 1000, config.max_poll_timeout)
         commands: list[dict[str, Any]] = []
+        poller = poller_from_headers(request.headers.get("x-tunnel-client-instance-id"),
+                                     request.headers.get("x-tunnel-mcp-server-info"))
+        failed: DeliveryError | None = None
         async with anyio.create_task_group() as tg:
 
             async def take() -> None:
-                nonlocal commands
-                commands = await broker.poll(tunnel_id, limit, timeout, channels)
+                nonlocal commands, failed
+                try:
+                    commands = await broker.poll(tunnel_id, limit, timeout, channels, poller=poller)
+                except DeliveryError as exc:  # the queue backend is unavailable
+                    failed = exc
                 tg.cancel_scope.cancel()
 
             async def until_disconnect() -> None:
@@ -137,6 +149,8 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
 
             tg.start_soon(take)
             tg.start_soon(until_disconnect)
+        if failed is not None:
+            return api_error(failed.status, failed.message, failed.code, headers={"Retry-After": "1"})
         if not commands:
             return Response(status_code=204)
         return JSONResponse({"commands": commands})
@@ -149,7 +163,7 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
         if not shard:
             return api_error(400, "X-Tunnel-Shard-Token header is required.", None)
         body = await request.body()
-        if len(body) > MAX_BODY:
+        if len(body) > config.max_body:
             return api_error(413, "Response body too large.", "request_body_too_large")
         try:
             raw = json.loads(body)
@@ -158,7 +172,7 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
             return api_error(400, "The response payload is not a valid TunnelResponsePayload.",
                              "invalid_json_payload")
         try:
-            broker.deliver(tunnel_id, shard, raw)
+            await broker.respond(tunnel_id, shard, raw)
         except DeliveryError as exc:
             return api_error(exc.status, exc.message, exc.code)
         return JSONResponse({"status": "ok"})
@@ -178,7 +192,7 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
                        "headers": headers}
             return await _finish_plain(tunnel_id, command, is_request=False)
         body = await request.body()
-        if len(body) > MAX_BODY:
+        if len(body) > config.max_body:
             return api_error(413, "Request body too large.", "request_body_too_large")
         try:
             message = json.loads(body)
@@ -218,7 +232,10 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
 
     async def _finish_plain(tunnel_id: str, command: dict[str, Any], *, is_request: bool,
                             rpc_id: Any = None) -> Response:
-        p = broker.enqueue(tunnel_id, command)
+        try:
+            p = await broker.submit(tunnel_id, command)
+        except DeliveryError as exc:
+            return api_error(exc.status, exc.message, exc.code)
         try:
             final = await _wait_terminal(p)
         finally:
@@ -235,7 +252,10 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
         return Response(json.dumps(body, separators=(",", ":")), status_code=status, headers=hdrs)
 
     async def _finish_sse(tunnel_id: str, command: dict[str, Any], rpc_id: Any) -> Response:
-        p = broker.enqueue(tunnel_id, command)
+        try:
+            p = await broker.submit(tunnel_id, command)
+        except DeliveryError as exc:
+            return api_error(exc.status, exc.message, exc.code)
         # Wait for the first message so the status line and session headers are real.
         first: dict[str, Any] | None = None
         budget = _wait_budget(command)
@@ -275,8 +295,11 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
             Route("/v1/tunnels/{tunnel_id}/poll", poll, methods=["GET"]),
             Route("/v1/tunnels/{tunnel_id}/response", response, methods=["POST"]),
             Route("/v1/mcp/{tunnel_id}", front_door, methods=["GET", "POST", "DELETE"]),
+            *oauth_routes(broker, response_timeout=config.response_timeout),
         ]
     )
+    if config.rewrite_www_authenticate:
+        app = OAuthRewriteMiddleware(app)  # type: ignore[assignment]  # WWW-Authenticate -> tunnel PRMD URL
     if config.test_controls is not None:
         return TestControlsMiddleware(app, config.test_controls)
     return app

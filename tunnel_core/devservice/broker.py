@@ -1,60 +1,63 @@
-"""In-memory command broker of the local tunnel service.
+"""Command broker of the local tunnel service: the callers of this instance over a queue backend.
 
-Per tunnel: a FIFO of queued commands that polls drain, and the set of pending requests
-(polled or not) that wait for their terminal response. A response for a request that is
-no longer pending (answered, expired, caller gone) is refused with 404, as the hosted
-service does.
+Per tunnel the broker keeps the requests whose callers wait on *this* instance (a memory
+stream each, fed with the ``jsonrpc_notify`` payloads and then the terminal one); the
+queue of commands itself lives in a backend (``backends.inmem`` in this process, or
+``backends.redis`` shared by several instances). A response for a request that is no
+longer pending (answered, expired, caller gone) is refused with 404, as the hosted service
+does.
+
+Synchronous entry points (``enqueue``, ``deliver``) are kept for callers that cannot await;
+``deliver`` works with the inmem backend only. The front door uses ``submit`` and ``respond``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from tunnel_core.devservice.backends.base import (
+    DeliveryError,
+    Pending,
+    Poller,
+    QueueBackend,
+    TunnelQueue,
+    header,
+)
+from tunnel_core.devservice.backends.inmem import InMemoryBackend
 
-@dataclass(slots=True)
-class Pending:
-    request_id: str
-    shard_token: str
-    command: dict[str, Any]
-    send: MemoryObjectSendStream[dict[str, Any]]
-    receive: MemoryObjectReceiveStream[dict[str, Any]]
-    polled: bool = False
-
-
-@dataclass(slots=True)
-class TunnelQueue:
-    tunnel_id: str
-    name: str = ""
-    description: str = ""
-    queued: deque[Pending] = field(default_factory=deque)
-    pending: dict[str, Pending] = field(default_factory=dict)
-    arrived: anyio.Event = field(default_factory=anyio.Event)
-    last_poll: float = 0.0
-
-    def notify(self) -> None:
-        self.arrived.set()
-        self.arrived = anyio.Event()
-
-
-class DeliveryError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = ["Broker", "DeliveryError", "Pending", "Poller", "TunnelQueue"]
 
 
 class Broker:
-    def __init__(self) -> None:
+    def __init__(self, backend: QueueBackend | None = None) -> None:
         self.tunnels: dict[str, TunnelQueue] = {}
+        self.backend: QueueBackend = backend if backend is not None else InMemoryBackend()
+        self.backend.attach(self._arrive, self._wake, self.tunnels.get)
+        self.closing = False
+        self.stats: Counter[str] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Broker]:
+        """Run the backend (connections, listeners, recovery); on exit stop handing out work first."""
+        async with self.backend.running():
+            try:
+                yield self
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        """Stop handing out work: waiting polls answer empty, queued commands stay queued (durable backends)."""
+        self.closing = True
+        for q in self.tunnels.values():
+            q.notify()
 
     def add_tunnel(self, tunnel_id: str, name: str = "", description: str = "") -> TunnelQueue:
         q = self.tunnels.get(tunnel_id)
@@ -62,73 +65,121 @@ class Broker:
             q = self.tunnels[tunnel_id] = TunnelQueue(tunnel_id, name or tunnel_id, description)
         return q
 
-    def enqueue(self, tunnel_id: str, command: dict[str, Any]) -> Pending:
-        """Queue a command (request_id and shard_token are assigned here) and return its pending handle."""
+    def _new(self, tunnel_id: str, command: dict[str, Any]) -> tuple[TunnelQueue, Pending]:
         q = self.tunnels[tunnel_id]
         request_id = "req_" + secrets.token_hex(12)
-        shard = "dev:" + secrets.token_hex(8)
+        shard = self.backend.shard_token()
         command = {"request_id": request_id, "shard_token": shard, **command}
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
         p = Pending(request_id, shard, command, send, receive)
+        p.session = header(command.get("headers"), "mcp-session-id")
+        if p.is_initialize:
+            p.mint = "tsess_" + secrets.token_hex(16)
         q.pending[request_id] = p
-        q.queued.append(p)
-        q.notify()
+        self.stats["commands_enqueued"] += 1
+        return q, p
+
+    def enqueue(self, tunnel_id: str, command: dict[str, Any]) -> Pending:
+        """Queue a command (request_id and shard_token are assigned here) and return its pending handle.
+
+        Does not wait for the backend: if it refuses the command, the handle's stream closes.
+        """
+        q, p = self._new(tunnel_id, command)
+        self.backend.push_nowait(q, p)
+        return p
+
+    async def submit(self, tunnel_id: str, command: dict[str, Any]) -> Pending:
+        """Like ``enqueue``, but returns once the command is queued; raises DeliveryError when refused."""
+        q, p = self._new(tunnel_id, command)
+        try:
+            await self.backend.push(q, p)
+        except BaseException:
+            q.pending.pop(p.request_id, None)
+            p.send.close()
+            self.stats["commands_refused"] += 1
+            raise
         return p
 
     def forget(self, tunnel_id: str, request_id: str) -> None:
+        """The caller is done (answered, timed out or gone): release it and withdraw its unpolled command."""
         q = self.tunnels.get(tunnel_id)
         if q is None:
             return
         p = q.pending.pop(request_id, None)
         if p is not None:
             p.send.close()
-            if not p.polled:
-                try:
-                    q.queued.remove(p)
-                except ValueError:
-                    pass
+            # While shutting down, a queued command outlives its caller: another instance
+            # (or this one, restarted) hands it to a client, as with a crash.
+            if not p.done and not self.closing:
+                self.backend.withdraw(q, p)
 
     async def poll(
-        self, tunnel_id: str, limit: int, timeout: float, channels: set[str] | None
+        self, tunnel_id: str, limit: int, timeout: float, channels: set[str] | None, *,
+        poller: Poller | None = None,
     ) -> list[dict[str, Any]]:
+        """Up to ``limit`` commands, waiting at most ``timeout`` seconds for the first; [] when none came."""
         q = self.tunnels[tunnel_id]
+        who = poller or Poller()
         q.last_poll = time.time()
-        with anyio.move_on_after(timeout):
-            while True:
-                out = self._take(q, limit, channels)
-                if out:
-                    return out
-                await q.arrived.wait()
-        q.last_poll = time.time()
-        return []
-
-    def _take(self, q: TunnelQueue, limit: int, channels: set[str] | None) -> list[dict[str, Any]]:
+        end = time.monotonic() + timeout
         out: list[dict[str, Any]] = []
-        keep: deque[Pending] = deque()
-        while q.queued and len(out) < limit:
-            p = q.queued.popleft()
-            if channels is not None and p.command.get("channel", "main") not in channels:
-                keep.append(p)
-                continue
-            p.polled = True
-            out.append(p.command)
-        keep.extend(q.queued)
-        q.queued = keep
+        if not self.closing:
+            arrived = q.arrived  # taken before reading, so a wake-up during the read is not missed
+            out = await self.backend.take(q, limit, channels, who, timeout)
+            with anyio.move_on_after(timeout):
+                while not out and not self.closing:
+                    with anyio.move_on_after(self.backend.recheck):
+                        await arrived.wait()
+                    if self.closing:
+                        break
+                    arrived = q.arrived
+                    out = await self.backend.take(q, limit, channels, who, max(0.0, end - time.monotonic()))
+        q.last_poll = time.time()
+        self.stats["commands_polled"] += len(out)
         return out
 
     def deliver(self, tunnel_id: str, shard_token: str, payload: dict[str, Any]) -> None:
-        """Route one response payload to its waiting caller; terminal payloads close the request."""
-        q = self.tunnels[tunnel_id]
-        p = q.pending.get(payload["request_id"])
-        if p is None or not p.polled:
-            raise DeliveryError(404, "pending_request_not_found",
-                                "The pending request was already processed, expired, or never existed.")
-        if p.shard_token != shard_token:
-            raise DeliveryError(401, "tunnel_request_mismatch", "The shard token does not match this request.")
+        """Route one response payload to its waiting caller (inmem backend); terminal payloads close the request."""
+        if not isinstance(self.backend, InMemoryBackend):
+            raise RuntimeError("Broker.deliver is synchronous and serves the inmem backend only; await respond()")
+        self.backend.route_now(tunnel_id, shard_token, payload)
+        self.stats["responses_routed"] += 1
+
+    async def respond(self, tunnel_id: str, shard_token: str, payload: dict[str, Any]) -> None:
+        """Route one response payload to the instance holding its caller; raises DeliveryError when refused."""
+        try:
+            await self.backend.route(tunnel_id, shard_token, payload)
+        except DeliveryError as exc:
+            self.stats[f"responses_refused_{exc.code}"] += 1
+            raise
+        self.stats["responses_routed"] += 1
+
+    def _arrive(self, tunnel_id: str, request_id: str, payload: dict[str, Any], session: str) -> bool:
+        """Hand a routed payload to the local caller; False when that caller is gone."""
+        q = self.tunnels.get(tunnel_id)
+        p = q.pending.get(request_id) if q is not None else None
+        if q is None or p is None:
+            return False
+        if session:
+            headers = dict(payload.get("resp_headers") or {})
+            headers["Mcp-Session-Id"] = [session]
+            payload = {**payload, "resp_headers": headers}
         try:
             p.send.send_nowait(payload)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise DeliveryError(404, "pending_request_not_found", "The caller is gone.") from None
+            return False
         if payload.get("resp_type", "jsonrpc_response") != "jsonrpc_notify":
             q.pending.pop(p.request_id, None)
+            p.done = True
             p.send.close()
+        return True
+
+    def _wake(self, tunnel_id: str) -> None:
+        """Wake the pollers of one tunnel ("*": of every tunnel)."""
+        if tunnel_id == "*":
+            for q in self.tunnels.values():
+                q.notify()
+            return
+        one = self.tunnels.get(tunnel_id)
+        if one is not None:
+            one.notify()

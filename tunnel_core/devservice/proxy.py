@@ -6,12 +6,14 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from pydantic import BaseModel
 
 from tunnel_core.config.settings import load_settings
 from tunnel_core.devservice.app import ServiceConfig, build_service_app
+from tunnel_core.devservice.backends.base import QueueBackend
 from tunnel_core.devservice.broker import Broker
 from tunnel_core.errors import ConfigError
 from tunnel_core.netserve import bind, serve
@@ -46,6 +48,7 @@ class ProxyOptions:
     readiness_timeout: float = 10.0
     log_level: str = "info"
     extra_flags: dict[str, object] = field(default_factory=dict)
+    backend: QueueBackend | None = None  # queue engine (--engine-queue-backend); None = inmem
 
 
 async def run_dev_proxy(
@@ -56,30 +59,38 @@ async def run_dev_proxy(
 ) -> None:
     """Serve until ``stop`` is set; ``on_ready`` gets the description once /readyz would say ready."""
     runtime_key = secrets.token_urlsafe(32)  # in memory only: never printed, logged or written
-    broker = Broker()
+    broker = Broker(opts.backend)
     broker.add_tunnel(opts.tunnel_id, "dev proxy tunnel", "Local tunnel served by tunnel-client dev proxy")
     service_app = build_service_app(broker, ServiceConfig(runtime_keys={runtime_key},
-                                                         response_timeout=opts.response_timeout))
+                                                         response_timeout=opts.response_timeout,
+                                                         rewrite_www_authenticate=True))
     service_sock = bind(opts.listen, what="--listen")
-    async with anyio.create_task_group() as tg:
+    service_url = _url_of(service_sock)
+    urls = list(opts.mcp_server_urls)
+    stub_sock = None
+    if not urls and not opts.mcp_commands:
+        stub_sock = bind("127.0.0.1:0")
+        urls = [f"{_url_of(stub_sock)}/mcp"]
+    flags: dict[str, object] = {
+        "cfg__control_plane__base_url": service_url,
+        "cfg__control_plane__tunnel_id": opts.tunnel_id,
+        "cfg__mcp__server_urls": urls or None,
+        "cfg__mcp__commands": opts.mcp_commands or None,
+        "cfg__health__listen_addr": opts.health_listen_addr,
+        "cfg__log__level": opts.log_level,
+        **opts.extra_flags,
+    }
+    # Settings are complete before anything starts, so a bad value is one plain error line, and the
+    # caller's own tunnel-client variables (MCP_COMMAND, TUNNEL_CLIENT_PROFILE, ...) cannot leak in.
+    own_env = {k: v for k, v in (env or {}).items() if not k.startswith(_CLIENT_ENV_PREFIXES)}
+    settings = load_settings(flags, {**own_env, "CONTROL_PLANE_API_KEY": runtime_key})
+    async with broker.running(), anyio.create_task_group() as tg:
         service = serve(service_app, service_sock, tg)
         stub = None
-        urls = list(opts.mcp_server_urls)
-        if not urls and not opts.mcp_commands:
+        if stub_sock is not None:
             from tunnel_core.mcpstub import build_stub_app
 
-            stub = serve(build_stub_app(), bind("127.0.0.1:0"), tg)
-            urls = [f"{stub.url}/mcp"]
-        flags: dict[str, object] = {
-            "cfg__control_plane__base_url": service.url,
-            "cfg__control_plane__tunnel_id": opts.tunnel_id,
-            "cfg__mcp__server_urls": urls or None,
-            "cfg__mcp__commands": opts.mcp_commands or None,
-            "cfg__health__listen_addr": opts.health_listen_addr,
-            "cfg__log__level": opts.log_level,
-            **opts.extra_flags,
-        }
-        settings = load_settings(flags, {**(env or {}), "CONTROL_PLANE_API_KEY": runtime_key})
+            stub = serve(build_stub_app(), stub_sock, tg)
         handle = RunHandle(stop=stop)
 
         announce_scope = anyio.CancelScope()
@@ -109,9 +120,19 @@ async def run_dev_proxy(
             await run_client(settings, handle=handle)
         finally:
             announce_scope.cancel()
+            broker.close()
             service.stop()
             if stub:
                 stub.stop()
+
+
+_CLIENT_ENV_PREFIXES = ("CONTROL_PLANE_", "MCP_", "HEALTH_", "LOG_", "TUNNEL_CLIENT_", "OPENAI_API_KEY", "PID_FILE",
+                        "HARPOON_", "CA_BUNDLE", "ADMIN_UI_", "ALLOW_REMOTE_UI")
+
+
+def _url_of(sock: Any) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
 
 
 def check_tunnel_id(value: str) -> str:

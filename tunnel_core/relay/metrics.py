@@ -1,10 +1,22 @@
-"""Prometheus metrics of one relay, with the reference implementation's names."""
+"""Prometheus metrics of one relay, with the reference implementation's names.
+
+Beyond the reference: ``commands_poll_retries_total`` and ``command_response_post_retries_total``
+(retry counts of the two control-plane calls), ``command_deadline_expired_total``, and the
+stdio supervisor's ``mcp_stdio_restarts_total`` / ``mcp_stdio_child_running``.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+AGE_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class RelayMetrics:
@@ -20,6 +32,14 @@ class RelayMetrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
         )
         self.poll_errors = Counter("commands_poll_errors", "Failed polls", ["error_kind"], registry=r)
+        self.poll_retries = Counter(
+            "commands_poll_retries", "Polls retried after a backoff, by cause (HTTP status or error kind)",
+            ["reason"], registry=r,
+        )
+        self.age = Histogram(
+            "commands_age_seconds", "Time from enqueue at the tunnel service (created_at) to poll receipt",
+            registry=r, buckets=AGE_SECONDS_BUCKETS,
+        )
         self.queue_drops = Counter("commands_queue_drops", "Commands dropped", ["drop_reason"], registry=r)
         self.poll_last_success = Gauge(
             "commands_poll_last_successful_timestamp_seconds", "Unix time of the last successful poll", registry=r
@@ -50,3 +70,35 @@ class RelayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def observe_age(self, created_at: str) -> None:
+        """Record enqueue -> poll receipt for a command's RFC 3339 ``created_at`` (ignored when absent/invalid)."""
+        if not created_at:
+            return
+        try:
+            enqueued = datetime.fromisoformat(created_at).timestamp()
+        except ValueError:
+            return
+        self.age.observe(max(0.0, time.time() - enqueued))
+
+    def watch_stdio(self, targets: Mapping[str, Any]) -> None:
+        """Expose restart counts and liveness of stdio children, read from the targets at scrape time."""
+        stdio = {name: t for name, t in targets.items() if getattr(t, "kind", "") == "stdio"}
+        if stdio:
+            self.registry.register(_StdioCollector(stdio))
+
+
+class _StdioCollector:
+    def __init__(self, targets: Mapping[str, Any]) -> None:
+        self._targets = targets
+
+    def collect(self) -> Iterator[Any]:
+        restarts = CounterMetricFamily("mcp_stdio_restarts", "stdio MCP server restarts after an exit",
+                                       labels=["channel"])
+        running = GaugeMetricFamily("mcp_stdio_child_running", "1 while the stdio MCP server process runs",
+                                    labels=["channel"])
+        for name, target in sorted(self._targets.items()):
+            restarts.add_metric([name], float(getattr(target, "restarts", 0)))
+            running.add_metric([name], 1.0 if getattr(target, "pid", None) else 0.0)
+        yield restarts
+        yield running

@@ -17,6 +17,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
+from tunnel_core import tracing
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
 from tunnel_core.httpio import NetworkOrDecodeErrors
 from tunnel_core.relay.backoff import Backoff
@@ -78,6 +79,7 @@ class Poller:
             self._reserved = limit
             started = time.monotonic()
             self._metrics.poll_cycles.inc()
+            span = tracing.start("tunnel.poll", {"tunnel.poll.limit": limit}, kind="CLIENT")
             try:
                 result = await self._cp.poll(
                     limit=limit, timeout=self._timeout, guardrail=self._guardrail, channels=self._channels
@@ -87,6 +89,8 @@ class Poller:
                 self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
                 self._metrics.poll_errors.labels("other").inc()
                 self._state.poll_failed(f"HTTP {exc.status}" + (f" {exc.code}" if exc.code else ""))
+                span.end(f"HTTP {exc.status}")
+                self._metrics.poll_retries.labels(f"http_{exc.status}").inc()
                 delay = max(backoff.next(), exc.retry_after or 0.0)
                 # 401/403 will not fix themselves: report once loudly with the mitigation, then quietly.
                 auth = exc.status in (401, 403)
@@ -107,11 +111,21 @@ class Poller:
                 self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
                 self._metrics.poll_errors.labels(kind).inc()
                 self._state.poll_failed(f"{type(exc).__name__}")
+                span.end(type(exc).__name__)
+                self._metrics.poll_retries.labels(kind).inc()
                 delay = backoff.next()
                 log.warning(
                     "poll timed out; backing off" if kind == "timeout" else "poll failed; backing off",
                     extra={"retry_in_ms": int(delay * 1000), "error_type": type(exc).__name__},
                 )
+                await anyio.sleep(delay)
+                continue
+            except Exception as exc:  # the poll loop outlives any single bad poll
+                self._reserved = 0
+                self._state.poll_failed(type(exc).__name__)
+                delay = backoff.next()
+                log.error("poll failed unexpectedly; backing off",
+                          extra={"retry_in_ms": int(delay * 1000), "error_type": type(exc).__name__})
                 await anyio.sleep(delay)
                 continue
             self._reserved = 0
@@ -136,7 +150,10 @@ class Poller:
                     continue
                 self._held += 1
                 self._metrics.enqueued.inc()
-                commands_tg.start_soon(self._run_one, cmd, result.received_at)
+                self._metrics.observe_age(cmd.created_at)
+                commands_tg.start_soon(self._run_one, cmd, result.received_at)  # inherits the poll span
+            span.set("tunnel.poll.commands", len(result.commands))
+            span.end()
             self._update_gauges()
             if result.commands:
                 # Let the new command tasks send their MCP requests before this loop spends CPU on

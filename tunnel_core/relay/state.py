@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 
 from tunnel_core.targets.base import ProbeResult
 from tunnel_core.wire.models import TunnelClientMetadata
+
+if TYPE_CHECKING:
+    from tunnel_core.oauth.state import DiscoveryState
 
 # A poll failure streak counts against readiness once it lasts this long or this many polls.
 POLL_FAILURE_GRACE_SECONDS = 2.0
@@ -30,6 +34,7 @@ class RuntimeState:
     last_poll_success: float = 0.0
     stopping: bool = False
     changed: anyio.Event = field(default_factory=anyio.Event)
+    oauth: DiscoveryState | None = None  # startup OAuth discovery of an HTTP main channel
 
     def touch(self) -> None:
         """Wake whoever waits for a readiness-relevant change."""
@@ -79,9 +84,14 @@ class RuntimeState:
         return None
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready, text) for /readyz; MCP probe rules first, then the control plane."""
+        """(ready, text) for /readyz; OAuth discovery, then MCP probe rules, then the control plane."""
         if self.stopping:
             return False, "shutting down"
+        if self.oauth is not None and (oauth_reason := self.oauth.readiness_reason()):
+            main = self.probes.get("main")
+            # Discovery of an unreachable main server fails too; the probe failure names the cause.
+            if self.oauth.pending or not self.oauth.unreachable or main is None or main.status != "failed":
+                return False, oauth_reason
         note = ""
         for channel, probe in sorted(self.probes.items()):
             prefix = "" if channel == "main" else f"channel {channel}: "

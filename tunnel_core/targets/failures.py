@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from tunnel_core.wire.models import FailureSource, TunnelFailure
+from tunnel_core.wire.models import FailureSource, HeaderMap, TunnelFailure
 
 
 @dataclass
@@ -27,6 +27,7 @@ class TargetFailure(Exception):
     kind: str
     status: int = 502
     upstream_status: int | None = None
+    headers: HeaderMap | None = None  # allow-listed upstream headers to relay (target_http only)
 
     def envelope(self, rpc_id: Any) -> dict[str, Any]:
         failure = TunnelFailure(

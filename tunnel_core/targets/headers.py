@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
+from tunnel_core.httpio import origin_of
 from tunnel_core.wire.models import HeaderMap
 
 # Never forwarded from the connector to the target: hop-by-hop headers, framing the relay
@@ -65,3 +68,50 @@ def response_headers(items: Iterable[tuple[str, str]]) -> HeaderMap:
             continue
         out.setdefault(canon, []).append(value)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class StaticHeaders:
+    """Operator headers scoped to one MCP server (``--mcp.extra-headers``, ``--mcp.discovery-extra-headers``).
+
+    ``extra`` goes to the exact MCP URL path on the MCP origin, and to discovery/probe
+    requests on that origin; ``discovery`` only to OAuth discovery and startup-probe requests
+    on the MCP origin. Nothing goes to any other origin (an authorization server elsewhere
+    never sees them). Connector headers are applied after these and win.
+    """
+
+    mcp_url: str
+    extra: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    discovery: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    origin: str = field(init=False, default="")
+    path: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", origin_of(self.mcp_url))
+        object.__setattr__(self, "path", _path_of(self.mcp_url))
+
+    def __bool__(self) -> bool:
+        return bool(self.extra or self.discovery)
+
+    def for_discovery(self, url: str) -> list[tuple[str, str]]:
+        """Headers for a discovery or probe request to ``url``."""
+        if origin_of(url) != self.origin:
+            return []
+        names = {k.lower() for k, _ in self.discovery}
+        return [*((k, v) for k, v in self.extra if k.lower() not in names), *self.discovery]
+
+    def for_request(self, url: str) -> list[tuple[str, str]]:
+        """Headers for an ordinary (non-discovery) request to ``url``: ``extra`` on the exact MCP URL only."""
+        if origin_of(url) != self.origin or _path_of(url) != self.path:
+            return []
+        return list(self.extra)
+
+
+def _path_of(url: str) -> str:
+    return urlsplit(url).path.rstrip("/") or "/"
+
+
+def with_static(static: Iterable[tuple[str, str]], headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``static`` headers whose names ``headers`` does not already carry, then ``headers`` (which win)."""
+    present = {k.lower() for k, _ in headers}
+    return [(k, v) for k, v in static if k.lower() not in present] + headers

@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 import anyio
 
-from tunnel_core import __version__
+from tunnel_core import __version__, tracing
 from tunnel_core.httpio import HTTPPool, NetworkErrors, StreamResponse
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure, classify_exception
-from tunnel_core.targets.headers import request_headers, response_headers
+from tunnel_core.targets.headers import StaticHeaders, request_headers, response_headers, with_static
 from tunnel_core.wire.models import HeaderMap, JsonRpcCommand, SessionTerminationCommand
 
 log = logging.getLogger("tunnel_client.mcpclient")
@@ -63,19 +63,30 @@ class HTTPTarget:
     kind = "http"
     proc_affinity = False
 
-    def __init__(self, channel: str, url: str, http: HTTPPool, *, connection_ttl: float) -> None:
+    def __init__(self, channel: str, url: str, http: HTTPPool, *, connection_ttl: float,
+                 static: StaticHeaders | None = None) -> None:
         self.channel = channel
         self.url = url
         self._http = http
         self._ttl = connection_ttl
+        self.static = static  # operator headers for this MCP URL (connector headers win conflicts)
+        self._extra = static.extra if static else ()
+
+    @property
+    def http(self) -> HTTPPool:
+        """The channel's pool (proxy, CA bundle, client certificate); OAuth discovery uses it too."""
+        return self._http
 
     def _headers(self, cmd_headers: HeaderMap) -> list[tuple[str, str]]:
         headers = request_headers(cmd_headers, allow_authorization=True)
+        if self._extra:
+            headers = with_static(self._extra, headers)
         names = {k.lower() for k, _ in headers}
         if "accept" not in names:
             headers.append(("Accept", DEFAULT_ACCEPT))
         headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
         headers.append(("Content-Type", "application/json"))
+        tracing.inject(headers)  # W3C traceparent of the mcp.call span (no-op unless tracing is on)
         return headers
 
     async def call(self, cmd: JsonRpcCommand, emit: Emit) -> Reply:
@@ -105,13 +116,17 @@ class HTTPTarget:
                        "error_type": type(exc).__name__},
             )
             return self._failure_reply(failure, rpc_id, is_request)
+        except Exception as exc:  # one odd request must never stop the relay
+            log.error("mcp request failed unexpectedly",
+                      extra={"channel": self.channel, "error_type": type(exc).__name__})
+            return self._failure_reply(TargetFailure("client_internal", "unknown"), rpc_id, is_request)
 
     def _failure_reply(self, failure: TargetFailure, rpc_id: Any, is_request: bool) -> Reply:
         if not is_request:
             return Reply("notify_ack", failure.status, None, {})
-        return Reply(
-            "jsonrpc_response", failure.status, failure.envelope(rpc_id), {"Content-Type": ["application/json"]}
-        )
+        # Upstream headers of an HTTP error survive (a 401's WWW-Authenticate is how OAuth starts).
+        headers = {**(failure.headers or {}), "Content-Type": ["application/json"]}
+        return Reply("jsonrpc_response", failure.status, failure.envelope(rpc_id), headers)
 
     async def _read_answer(self, resp: StreamResponse, rpc_id: Any, emit: Emit) -> Reply:
         status = resp.status
@@ -120,16 +135,16 @@ class HTTPTarget:
         if status >= 300:
             raw = await _read_capped(resp, MAX_ERROR_BODY)
             if raw is None:
-                raise TargetFailure("target_http", "response_body_too_large", status, status)
+                raise TargetFailure("target_http", "response_body_too_large", status, status, headers)
             if not raw:
-                raise TargetFailure("target_http", "response_body_missing", status, status)
+                raise TargetFailure("target_http", "response_body_missing", status, status, headers)
             try:
                 msg = json.loads(raw) if ctype != "text/event-stream" else _last_sse_json(raw)
             except ValueError:
-                raise TargetFailure("target_http", "malformed_json", status, status) from None
+                raise TargetFailure("target_http", "malformed_json", status, status, headers) from None
             if _is_mcp_error(msg, rpc_id):
                 return Reply("jsonrpc_response", status, msg, headers)
-            raise TargetFailure("target_http", "invalid_mcp_error", status, status)
+            raise TargetFailure("target_http", "invalid_mcp_error", status, status, headers)
         if ctype == "text/event-stream":
             return await self._read_sse(resp, rpc_id, emit, status, headers)
         raw = await resp.aread()
@@ -167,6 +182,8 @@ class HTTPTarget:
 
     async def terminate_session(self, cmd: SessionTerminationCommand) -> Reply:
         headers = [(k, v) for k, v in request_headers(cmd.headers) if k.lower() != "content-type"]
+        if self._extra:
+            headers = with_static(self._extra, headers)
         try:
             with anyio.fail_after(self._ttl):
                 resp = await self._http.request("DELETE", self.url, headers=headers, timeout=self._ttl)
@@ -187,6 +204,8 @@ class HTTPTarget:
             },
         }
         headers = [("Accept", DEFAULT_ACCEPT), ("Content-Type", "application/json")]
+        if self.static:
+            headers = with_static(self.static.for_discovery(self.url), headers)
         try:
             with anyio.fail_after(timeout):
                 async with self._http.stream(
@@ -201,6 +220,8 @@ class HTTPTarget:
             if f.source == "timeout":
                 return ProbeResult("timeout", f"no answer within {timeout:g}s")
             return ProbeResult("failed", f"{f.source}: {f.kind}")
+        except Exception as exc:  # a probe reports; it never crashes the relay
+            return ProbeResult("failed", f"client_internal: {type(exc).__name__}")
         if resp.status == 401:
             return ProbeResult("auth-required", "HTTP 401")
         if resp.status >= 300:
@@ -208,7 +229,8 @@ class HTTPTarget:
         if session:
             # Leave no half-open session behind on the server.
             with contextlib.suppress(*NetworkErrors):
-                await self._http.request("DELETE", self.url, headers=[("Mcp-Session-Id", session)], timeout=timeout)
+                await self._http.request("DELETE", self.url, headers=[*headers[:-2], ("Mcp-Session-Id", session)],
+                                         timeout=timeout)
         text = (raw or b"").decode("utf-8", "replace")
         if '"result"' not in text:
             return ProbeResult("failed", "initialize returned no result")

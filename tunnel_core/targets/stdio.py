@@ -78,11 +78,15 @@ class StdioTarget:
         connection_ttl: float,
         env: dict[str, str] | None = None,
         on_state: Callable[[ProbeResult], None] | None = None,
+        secret_values: tuple[str, ...] = (),
     ) -> None:
         self.channel = channel
         self.argv = argv
         self._ttl = connection_ttl
-        self._env = {k: v for k, v in (env if env is not None else os.environ).items() if k not in SCRUBBED_ENV}
+        # The runtime key is ours: drop it by name and by value, whichever variable it came from.
+        hidden = {v for v in secret_values if v}
+        self._env = {k: v for k, v in (env if env is not None else os.environ).items()
+                     if k not in SCRUBBED_ENV and v not in hidden}
         self.on_state = on_state
         self._proc: asyncio.subprocess.Process | None = None
         self._up = anyio.Event()

@@ -1,0 +1,177 @@
+"""A loopback fake of the OpenAI Responses API, for driving the real Codex CLI offline.
+
+Codex is pointed at it with a custom provider in ``$CODEX_HOME/config.toml`` (see
+``provider_config``). Every ``POST /v1/responses`` body is recorded; the reply is an SSE
+stream (``response.created``, output items, ``response.completed``) whose items come from
+a *policy*: a function of the request body, so Codex's extra requests (retries, follow-ups)
+get consistent answers instead of consuming a fixed script.
+
+A policy returns ``Say`` (an assistant message, streamed as two deltas) and/or ``Call``
+(a function call Codex executes, then posts back as a ``function_call_output`` item).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.support.servers import BackgroundLoop, RunningServer
+
+MODEL = "fake-model"
+PAUSE_CAP = 30.0  # a paused stream resumes by itself after this, so a failing test cannot hang the server
+PROVIDER = "fake"
+API_KEY_ENV = "FAKE_MODEL_API_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """An assistant message, streamed as two deltas; with ``pause`` the second waits until it is set."""
+
+    text: str
+    pause: threading.Event | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    arguments: dict[str, Any]
+    namespace: str = "mcp__tunnel_client"
+    call_id: str = ""
+
+
+Output = Say | Call
+Policy = Callable[[dict[str, Any]], Sequence[Output]]
+
+
+def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    items = body.get("input")
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def tool_outputs(body: dict[str, Any]) -> dict[str, str]:
+    """``call_id -> output text`` of every function_call_output item in a request."""
+    out: dict[str, str] = {}
+    for item in input_items(body):
+        if item.get("type") == "function_call_output":
+            value = item.get("output")
+            out[str(item.get("call_id"))] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def user_text(body: dict[str, Any]) -> str:
+    """All user-message text of a request, joined."""
+    parts: list[str] = []
+    for item in input_items(body):
+        if item.get("type") == "message" and item.get("role") == "user":
+            for c in item.get("content") or []:
+                if isinstance(c, dict) and isinstance(c.get("text"), str):
+                    parts.append(c["text"])
+    return "\n".join(parts)
+
+
+def _frame(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps({'type': event, **data})}\n\n".encode()
+
+
+def _events(response_id: str, outputs: Sequence[Output]) -> list[bytes | threading.Event]:
+    frames: list[bytes | threading.Event] = [_frame("response.created", {"response": {"id": response_id}})]
+    for n, out in enumerate(outputs):
+        if isinstance(out, Say):
+            item_id = f"msg_{response_id}_{n}"
+            empty = {"type": "message", "role": "assistant", "id": item_id,
+                     "content": [{"type": "output_text", "text": ""}]}
+            frames.append(_frame("response.output_item.added", {"output_index": n, "item": empty}))
+            half = len(out.text) // 2
+            for i, chunk in enumerate((out.text[:half], out.text[half:])):
+                if i == 1 and out.pause is not None:
+                    frames.append(out.pause)
+                if chunk:
+                    frames.append(_frame("response.output_text.delta",
+                                         {"item_id": item_id, "output_index": n, "content_index": 0, "delta": chunk}))
+            done = {**empty, "content": [{"type": "output_text", "text": out.text}]}
+            frames.append(_frame("response.output_item.done", {"output_index": n, "item": done}))
+        else:
+            call_id = out.call_id or f"call_{response_id}_{n}"
+            item = {"type": "function_call", "id": f"fc_{response_id}_{n}", "call_id": call_id, "name": out.name,
+                    "namespace": out.namespace, "arguments": json.dumps(out.arguments)}
+            frames.append(_frame("response.output_item.done", {"output_index": n, "item": item}))
+    usage = {"input_tokens": 10, "input_tokens_details": None, "output_tokens": 5, "output_tokens_details": None,
+             "total_tokens": 15}
+    frames.append(_frame("response.completed", {"response": {"id": response_id, "usage": usage}}))
+    return frames
+
+
+@dataclass(slots=True)
+class FakeModel:
+    """The recorded requests of a running fake and a way to wait for them."""
+
+    policy: Policy
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    server: RunningServer | None = None
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return f"{self.server.url}/v1"
+
+    def record(self, body: dict[str, Any]) -> int:
+        with self._changed:
+            self.requests.append(body)
+            self._changed.notify_all()
+            return len(self.requests)
+
+    def wait_requests(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Block until at least ``count`` requests arrived; AssertionError after ``timeout``."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise AssertionError(f"the fake model got {len(self.requests)} requests, expected {count}")
+            return list(self.requests)
+
+    def provider_config(self) -> str:
+        """The config.toml lines that make Codex use this fake as its model."""
+        return (
+            f'model = "{MODEL}"\nmodel_provider = "{PROVIDER}"\n\n'
+            f"[model_providers.{PROVIDER}]\n"
+            f'name = "{PROVIDER}"\nbase_url = "{self.base_url}"\nwire_api = "responses"\n'
+            f'env_key = "{API_KEY_ENV}"\nsupports_websockets = false\n'
+            "request_max_retries = 0\nstream_max_retries = 0\n"
+        )
+
+    def app(self) -> Starlette:
+        async def responses(request: Request) -> Response:
+            body = json.loads(await request.body() or b"{}")
+            n = self.record(body)
+            outputs = self.policy(body)
+            frames = _events(f"resp_{n}", outputs)
+
+            async def stream() -> AsyncIterator[bytes]:
+                for f in frames:
+                    if isinstance(f, threading.Event):
+                        await anyio.to_thread.run_sync(f.wait, PAUSE_CAP)
+                    else:
+                        yield f
+
+            return StreamingResponse(stream(), media_type="text/event-stream")
+
+        async def models(request: Request) -> Response:
+            return JSONResponse({"object": "list", "data": [{"id": MODEL, "object": "model"}], "models": []})
+
+        return Starlette(routes=[Route("/v1/responses", responses, methods=["POST"]),
+                                 Route("/v1/models", models, methods=["GET"])])
+
+
+def start_fake_model(bg: BackgroundLoop, policy: Policy) -> FakeModel:
+    """Serve a fake on 127.0.0.1:0 from the tests' background loop; call ``.server.stop()`` when done."""
+    fake = FakeModel(policy)
+    fake.server = bg.serve(fake.app())
+    return fake

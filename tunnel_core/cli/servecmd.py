@@ -1,0 +1,192 @@
+"""``tunnel-client serve``: the tunnel service in production mode; also the queue-engine flags of ``dev``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from tunnel_core.cli.main import IO
+
+SIZE_RE = r"^(\d+)([KkMm]i?[Bb]?)?$"
+
+
+def add_engine_flags(p: argparse.ArgumentParser) -> None:
+    """--engine-queue-backend / --engine-redis-url (reference names), shared by serve and dev."""
+    p.add_argument("--engine-queue-backend", choices=["inmem", "redis"], default=None,
+                   help="where queued commands live: inmem (this process) or redis (shared by several "
+                   "instances, survives restarts) [TUNNEL_ENGINE_QUEUE_BACKEND] (default inmem)")
+    p.add_argument("--engine-redis-url", default=None, metavar="URL|REF",
+                   help="redis://[:password@]host:port/db, rediss://... for TLS, or an env:NAME / file:/path "
+                   "reference to one [TUNNEL_ENGINE_REDIS_URL]")
+
+
+def engine_settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(backend, redis url) from the flags, with a reference URL resolved (the URL may hold a password)."""
+    from tunnel_core.config.refs import is_reference, resolve_ref
+
+    url = args.engine_redis_url
+    if url and is_reference(url):
+        url = resolve_ref(url, setting="--engine-redis-url", env=env)
+    return args.engine_queue_backend, url
+
+
+def engine_backend(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
+    """The queue backend the engine flags select (for ``dev tunnel-service``)."""
+    from tunnel_core.devservice.backends import build_backend
+
+    kind, url = engine_settings(args, env)
+    return build_backend(kind, url, env=env)
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser(
+        "serve", help="run the tunnel service in production mode (self-hosted relay; scales out on Redis)",
+        description="Serve the tunnel runtime API and the MCP front door POST /v1/mcp/{tunnel_id} on a host "
+        "that hosted MCP clients can reach, with TLS, request-size and per-tunnel rate limits, /healthz, "
+        "/readyz and /metrics. Keys are given by reference (env:NAME or file:/path). With "
+        "--engine-queue-backend redis, run as many instances as needed behind any load balancer. "
+        "See docs/self-hosting.md.",
+    )
+    s.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="address to serve on (0.0.0.0:8080 in a container)")
+    s.add_argument("--tunnel-id", action="append", default=[], metavar="ID", help="tunnel to serve (repeatable)")
+    s.add_argument("--runtime-api-key", action="append", default=[], metavar="REF",
+                   help="runtime key clients present, env:NAME or file:/path (repeatable, for rotation; "
+                   "default env:CONTROL_PLANE_API_KEY)")
+    s.add_argument("--admin-api-key", action="append", default=[], metavar="[ORG=]REF",
+                   help="admin key for the tunnel CRUD API, env:NAME or file:/path (repeatable)")
+    s.add_argument("--data-dir", default="", metavar="DIR", help="keep admin-created tunnels here (SQLite)")
+    s.add_argument("--response-timeout", default="30s", metavar="DURATION",
+                   help="response_timeout given to each front-door command")
+    add_engine_flags(s)
+    s.add_argument("--instance-id", default="", metavar="ID",
+                   help="name of this instance in shard tokens, logs and /healthz (default random per process)")
+    s.add_argument("--tls-cert-file", default="", metavar="PATH", help="serve HTTPS with this PEM certificate chain")
+    s.add_argument("--tls-key-file", default="", metavar="PATH", help="PEM private key of --tls-cert-file")
+    s.add_argument("--tls-key-password", default="", metavar="REF",
+                   help="password of an encrypted --tls-key-file, env:NAME or file:/path")
+    s.add_argument("--max-request-body", default="4MiB", metavar="SIZE",
+                   help="largest request body accepted (413 request_body_too_large above it)")
+    s.add_argument("--rate-limit", type=float, default=0.0, metavar="RPS",
+                   help="front-door requests per second per tunnel, shared by all instances on Redis "
+                   "(429 rate_limit_exceeded + Retry-After; 0 = off)")
+    s.add_argument("--rate-limit-burst", type=int, default=0, metavar="N",
+                   help="requests allowed at once before --rate-limit applies (default 2 x rate)")
+    s.add_argument("--runtime-rate-limit", type=float, default=0.0, metavar="RPS",
+                   help="poll/response/metadata requests per second per tunnel (0 = off)")
+    s.add_argument("--max-queued", type=int, default=10_000, metavar="N",
+                   help="commands queued per tunnel lane before the front door answers 503 tunnel_queue_full")
+    s.add_argument("--max-connections", type=int, default=0, metavar="N",
+                   help="concurrent connections before new ones get 503 (0 = unlimited)")
+    s.add_argument("--url-file", default="", metavar="PATH", help="write a JSON description here (0600)")
+    s.add_argument("--log.level", dest="log_level", default="info", metavar="LEVEL")
+    s.add_argument("--log.format", dest="log_format", default="struct-text", choices=["struct-text", "json"])
+    s.set_defaults(handler=cmd_serve)
+
+
+def parse_size(value: str, flag: str) -> int:
+    import re
+
+    from tunnel_core.errors import ConfigError
+
+    m = re.match(SIZE_RE, value.strip())
+    if not m:
+        raise ConfigError(f"{flag}: invalid size {value!r}; use bytes or forms like 512KiB, 4MiB")
+    n = int(m.group(1))
+    unit = (m.group(2) or "").lower()[:1]
+    return n * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
+
+
+def build_options(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
+    """ServeOptions from the command line; every secret is resolved from its reference here."""
+    from pathlib import Path
+
+    from tunnel_core.cli.devcmd import _duration
+    from tunnel_core.config.refs import is_reference, resolve_api_key, resolve_ref
+    from tunnel_core.devservice.admin import split_admin_key_spec
+    from tunnel_core.devservice.proxy import DEFAULT_TUNNEL_ID, check_tunnel_id
+    from tunnel_core.devservice.serve import ServeOptions
+    from tunnel_core.errors import ConfigError
+
+    runtime_keys: set[str] = set()
+    for ref in args.runtime_api_key or ["env:CONTROL_PLANE_API_KEY"]:
+        if not is_reference(ref):
+            raise ConfigError("--runtime-api-key: give a reference (env:NAME or file:/path), not the key itself")
+        runtime_keys.add(resolve_api_key(ref, setting="--runtime-api-key", env=env))
+    admin_keys: dict[str, str | None] = {}
+    for spec in args.admin_api_key:
+        org, ref = split_admin_key_spec(spec)
+        if not is_reference(ref):
+            raise ConfigError("--admin-api-key: give a reference (env:NAME or file:/path), not the key itself")
+        key = resolve_api_key(ref, setting="--admin-api-key", env=env)
+        if key in runtime_keys:
+            raise ConfigError(f"--admin-api-key {ref}: admin keys must differ from the runtime keys")
+        admin_keys[key] = org
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        raise ConfigError("--tls-cert-file and --tls-key-file: give both (PEM certificate chain and its key)")
+    for flag, path in (("--tls-cert-file", args.tls_cert_file), ("--tls-key-file", args.tls_key_file)):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{flag}: {path} is not a readable file")
+    password = ""
+    if args.tls_key_password:
+        if not is_reference(args.tls_key_password):
+            raise ConfigError("--tls-key-password: give a reference (env:NAME or file:/path)")
+        password = resolve_ref(args.tls_key_password, setting="--tls-key-password", env=env)
+    for flag, value in (("--rate-limit", args.rate_limit), ("--runtime-rate-limit", args.runtime_rate_limit),
+                        ("--rate-limit-burst", args.rate_limit_burst), ("--max-queued", args.max_queued),
+                        ("--max-connections", args.max_connections)):
+        if value < 0:
+            raise ConfigError(f"{flag}: must not be negative")
+    kind, url = engine_settings(args, env)
+    return ServeOptions(
+        listen=args.listen, tunnel_ids=[check_tunnel_id(t) for t in args.tunnel_id] or [DEFAULT_TUNNEL_ID],
+        runtime_keys=runtime_keys, admin_keys=admin_keys, data_dir=args.data_dir,
+        response_timeout=_duration(args.response_timeout, "--response-timeout"),
+        queue_backend=kind or env.get("TUNNEL_ENGINE_QUEUE_BACKEND", "") or "inmem", redis_url=url or "",
+        instance_id=args.instance_id, tls_cert_file=args.tls_cert_file, tls_key_file=args.tls_key_file,
+        tls_key_password=password, max_body=parse_size(args.max_request_body, "--max-request-body"),
+        rate_limit=args.rate_limit, rate_burst=args.rate_limit_burst, runtime_rate_limit=args.runtime_rate_limit,
+        max_queued=args.max_queued, max_connections=args.max_connections,
+    )
+
+
+def cmd_serve(args: argparse.Namespace, io: IO) -> int:
+    import json
+    from pathlib import Path
+
+    import anyio
+
+    from tunnel_core.cli.lifecycle import run_async
+    from tunnel_core.devservice.serve import Served, build_service, run_service
+    from tunnel_core.devservice.store import StoreError
+    from tunnel_core.errors import ConfigError
+    from tunnel_core.fileutil import atomic_write
+    from tunnel_core.logs import add_secret_value, setup_logging
+
+    options = build_options(args, io.env)
+    for secret in [*options.runtime_keys, *options.admin_keys, options.tls_key_password]:
+        if secret:
+            add_secret_value(secret)
+    setup_logging(level=args.log_level, fmt=args.log_format)
+    try:
+        service = build_service(options, io.env)
+    except StoreError as exc:
+        raise ConfigError(f"--data-dir: {exc}") from None
+
+    def on_ready(served: Served) -> None:
+        desc = {"control_plane_base_url": served.base_url, "instance_id": served.instance_id,
+                "queue_backend": options.queue_backend, "health_url": f"{served.base_url}/healthz",
+                "metrics_url": f"{served.base_url}/metrics",
+                "tunnels": [{"tunnel_id": t, "mcp_url": f"{served.base_url}/v1/mcp/{t}"} for t in options.tunnel_ids]}
+        if args.url_file:
+            atomic_write(Path(args.url_file), json.dumps(desc, indent=2) + "\n")
+        io.out(f"Tunnel service: {served.base_url} (instance {served.instance_id}, queue {options.queue_backend})")
+        for t in options.tunnel_ids:
+            io.out(f"MCP URL: {served.base_url}/v1/mcp/{t}")
+
+    async def main(stop: anyio.Event) -> None:
+        await run_service(options, service, stop, on_ready)
+
+    run_async(main)
+    return 0

@@ -1,0 +1,283 @@
+"""``tunnel-client serve``: the tunnel service in production mode (self-hosted relay).
+
+The same runtime API and MCP front door as ``dev tunnel-service``, behind an edge that a
+service on a reachable host needs: TLS (uvicorn's ssl options), a request-body cap, per-tunnel
+rate limits (429 ``rate_limit_exceeded`` with ``Retry-After``, shared by every instance when the
+queue is in Redis), and the service's own ``/healthz``, ``/readyz`` and ``/metrics``. With
+``--engine-queue-backend redis`` any number of instances share one Redis behind any load
+balancer (see docs/self-hosting.md).
+
+Composition root: ``run_service(options, stop, on_ready)`` builds the backend, broker, app and
+edge, runs them in one task group, and on ``stop`` stops handing out work before the listener
+closes, so queued commands stay queued for the other instances.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tunnel_core.devservice.backends import build_backend
+from tunnel_core.devservice.broker import Broker
+
+log = logging.getLogger("tunnel_client.tunnelservice")
+
+_FRONT_DOOR = re.compile(r"^/v1/mcp/([^/]+)$")
+_RUNTIME = re.compile(r"^/v1/tunnels/([^/]+)(/poll|/response)?$")
+
+
+@dataclass(slots=True)
+class ServeOptions:
+    listen: str = "127.0.0.1:8080"
+    tunnel_ids: list[str] = field(default_factory=list)
+    runtime_keys: set[str] = field(default_factory=set, repr=False)
+    admin_keys: dict[str, str | None] = field(default_factory=dict, repr=False)
+    data_dir: str = ""
+    response_timeout: float = 30.0
+    queue_backend: str = "inmem"
+    redis_url: str = field(default="", repr=False)
+    instance_id: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_key_password: str = field(default="", repr=False)
+    max_body: int = 4 * 1024 * 1024
+    rate_limit: float = 0.0  # front-door requests per second per tunnel; 0 = off
+    rate_burst: int = 0  # 0 = max(1, 2 x rate)
+    runtime_rate_limit: float = 0.0  # poll/response/metadata requests per second per tunnel; 0 = off
+    max_queued: int = 10_000
+    max_connections: int = 0  # uvicorn limit_concurrency; 0 = unlimited
+    reclaim_after: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    base_url: str
+    instance_id: str
+
+
+class ServiceMetrics:
+    """Prometheus metrics of one service instance (private registry; no tunnel ids in labels:
+    on this unauthenticated front door a tunnel id is a capability)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("tunnel_service_http_requests", "HTTP requests answered", ["route", "code"],
+                                registry=r)
+        self.rate_limited = Counter("tunnel_service_rate_limited", "Requests refused with 429", ["route"],
+                                    registry=r)
+        self.too_large = Counter("tunnel_service_request_body_too_large", "Requests refused with 413", registry=r)
+        self.broker_events = Gauge("tunnel_service_broker_events", "Broker event counts since start "
+                                   "(commands_enqueued, commands_polled, responses_routed, responses_refused_*)",
+                                   ["event"], registry=r)
+        self.pending = Gauge("tunnel_service_pending_callers", "Front-door callers waiting on this instance",
+                             registry=r)
+        self.tunnels = Gauge("tunnel_service_tunnels", "Tunnels served by this instance", registry=r)
+        self.queue_depth = Gauge("tunnel_service_queue_depth", "Commands queued (all tunnels; -1 unknown)",
+                                 registry=r)
+        self.backend_up = Gauge("tunnel_service_queue_backend_up", "1 when the queue backend is usable", registry=r)
+
+    async def render(self, broker: Broker) -> bytes:
+        for event, count in list(broker.stats.items()):
+            self.broker_events.labels(event).set(count)
+        self.pending.set(sum(len(q.pending) for q in broker.tunnels.values()))
+        self.tunnels.set(len(broker.tunnels))
+        depth: Callable[[], Any] | None = getattr(broker.backend, "depth", None)
+        if depth is not None:
+            self.queue_depth.set(await depth())
+        else:
+            self.queue_depth.set(sum(len(q.queued) for q in broker.tunnels.values()))
+        self.backend_up.set(0 if await broker.backend.check() else 1)
+        out: bytes = generate_latest(self.registry)
+        return out
+
+
+def _route(path: str) -> tuple[str, str]:
+    """(route name, tunnel id) of a request path; tunnel id '' when the route has none."""
+    m = _FRONT_DOOR.match(path)
+    if m:
+        return "front_door", m.group(1)
+    m = _RUNTIME.match(path)
+    if m:
+        return {"/poll": "poll", "/response": "response"}.get(m.group(2) or "", "tunnel"), m.group(1)
+    return "other", ""
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    data = json.dumps(body, separators=(",", ":")).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _error(message: str, code: str, typ: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": typ, "param": None, "code": code}}
+
+
+class Edge:
+    """ASGI middleware: /healthz, /readyz, /metrics, the body cap and per-tunnel rate limits."""
+
+    def __init__(self, app: ASGIApp, broker: Broker, options: ServeOptions, instance_id: str,
+                 metrics: ServiceMetrics | None = None) -> None:
+        self.app = app
+        self.broker = broker
+        self.options = options
+        self.instance_id = instance_id
+        self.metrics = metrics or ServiceMetrics()
+        self.started = time.time()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in ("/healthz", "/readyz", "/metrics") and scope["method"] == "GET":
+            await self._own(path, send)
+            return
+        route, tunnel_id = _route(path)
+        status = 0
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, counted, route, tunnel_id)
+        finally:
+            self.metrics.requests.labels(route, str(status or 499)).inc()
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, route: str, tunnel_id: str) -> None:
+        rate = self.options.rate_limit if route == "front_door" else (
+            self.options.runtime_rate_limit if route in ("poll", "response", "tunnel") else 0.0)
+        if rate > 0 and tunnel_id:
+            burst = self.options.rate_burst or max(1, math.ceil(2 * rate))
+            wait = await self.broker.backend.admit(f"{route}:{tunnel_id}", rate, burst)
+            if wait > 0:
+                self.metrics.rate_limited.labels(route).inc()
+                await _send_json(send, 429, _error("Too many requests for this tunnel; retry after the delay.",
+                                                   "rate_limit_exceeded", "rate_limit_error"),
+                                 {"Retry-After": str(max(1, math.ceil(wait)))})
+                return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.options.max_body
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        self.metrics.too_large.inc()
+        await _send_json(send, 413, _error(f"The request body exceeds {self.options.max_body} bytes.",
+                                           "request_body_too_large", "invalid_request_error"),
+                         {"Connection": "close"})
+
+    async def _own(self, path: str, send: Send) -> None:
+        if path == "/metrics":
+            data = await self.metrics.render(self.broker)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": data})
+            return
+        problem = await self.broker.backend.check()
+        body = {"status": "ok" if not problem else "degraded", "instance_id": self.instance_id,
+                "queue_backend": self.broker.backend.name, "uptime_seconds": round(time.time() - self.started, 3)}
+        if problem:
+            body["reason"] = problem
+        # /healthz: the process serves (always 200); /readyz: it can also queue work.
+        await _send_json(send, 503 if problem and path == "/readyz" else 200, body)
+
+
+@dataclass(slots=True)
+class Service:
+    """One built service instance: broker, edge-wrapped app and instance id."""
+
+    broker: Broker
+    app: Edge
+    instance_id: str
+
+
+def build_service(options: ServeOptions, env: Mapping[str, str]) -> Service:
+    """Build the backend, broker and app. Synchronous: a Redis backend connects once here and the
+    tunnel store opens here, so a wrong URL or data directory fails before anything is served."""
+    from tunnel_core.devservice.app import ServiceConfig, build_service_app
+
+    backend = build_backend(options.queue_backend, options.redis_url, env=env, instance_id=options.instance_id,
+                            max_queued=options.max_queued, reclaim_after=options.reclaim_after)
+    instance_id = getattr(backend, "instance_id", "") or options.instance_id or "inmem"
+    broker = Broker(backend)
+    for t in options.tunnel_ids:
+        broker.add_tunnel(t)
+    app = build_service_app(broker, ServiceConfig(
+        runtime_keys=options.runtime_keys, response_timeout=options.response_timeout, admin_keys=options.admin_keys,
+        data_dir=options.data_dir, max_body=options.max_body))
+    return Service(broker, Edge(app, broker, options, instance_id), instance_id)
+
+
+def uvicorn_options(options: ServeOptions) -> dict[str, Any]:
+    """TLS and connection limits, as uvicorn.Config keyword arguments."""
+    out: dict[str, Any] = {}
+    if options.tls_cert_file:
+        out.update(ssl_certfile=options.tls_cert_file, ssl_keyfile=options.tls_key_file or None)
+        if options.tls_key_password:
+            out["ssl_keyfile_password"] = options.tls_key_password
+    if options.max_connections:
+        out["limit_concurrency"] = options.max_connections
+    return out
+
+
+async def run_service(
+    options: ServeOptions, service: Service, stop: anyio.Event, on_ready: Callable[[Served], None],
+) -> None:
+    """Serve until ``stop`` is set; ``on_ready`` is called once the listener accepts and the queue is up."""
+    from tunnel_core.netserve import bind, serve
+
+    broker, instance_id = service.broker, service.instance_id
+    sock = bind(options.listen, what="--listen")
+    async with broker.running(), anyio.create_task_group() as tg:
+        served = serve(service.app, sock, tg, options=uvicorn_options(options))
+        log.info("tunnel service started", extra={
+            "listen": served.url, "instance_id": instance_id, "queue_backend": broker.backend.name,
+            "tunnels": len(broker.tunnels), "tls": bool(options.tls_cert_file)})
+        on_ready(Served(served.url, instance_id))
+        await stop.wait()
+        broker.close()  # waiting polls answer at once; queued commands stay for the other instances
+        served.stop()
