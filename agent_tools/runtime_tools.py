@@ -281,14 +281,14 @@ def _connect_step(exc: TunnelClientError) -> str:
     return key_next_step(exc)
 
 
-_RW = {"read_only": False, "destructive": False, "open_world": True}
 SPECS = (
     ToolSpec("connect_runtime", "Connect a runtime",
              "Create or reuse a tunnel for an alias and start (or reuse) a supervised background runtime that relays "
              "it to an MCP server: mcp_command (stdio) or mcp_server_url (HTTP). Attach an existing tunnel with "
              "tunnel_id, or give organization_id/workspace_id to find or create one (admin key). Waits for /healthz. "
              "Then call runtime_status before reporting success.",
-             ConnectInput, ConnectPayload, connect_runtime, idempotent=False, **_RW,
+             ConnectInput, ConnectPayload, connect_runtime, read_only=False, destructive=False, idempotent=False,
+             open_world=True,
              next_step="fix the input named in the message, then call connect_runtime again",
              next_step_for=_connect_step),
     ToolSpec("runtime_status", "Runtime status",
@@ -324,12 +324,14 @@ SPECS = (
     ToolSpec("create_tunnel_runtime", "Create a tunnel alias",
              "Create (or reuse, by name) the remote tunnel for an alias in one organization or workspace and record "
              "the alias, without starting a runtime. Needs an admin key.",
-             CreateInput, CreatePayload, create_runtime, idempotent=False, **_RW,
+             CreateInput, CreatePayload, create_runtime, read_only=False, destructive=False, idempotent=False,
+             open_world=True,
              next_step="give exactly one of organization_id or workspace_id", next_step_for=key_next_step),
     ToolSpec("connect_stdio_mcp", "Connect a stdio MCP server",
              "Reference-plugin name for connect_runtime with a stdio command: create or reuse the alias's tunnel "
              "and start a supervised runtime for mcp_command. Then call runtime_status.",
-             ConnectStdioInput, ConnectPayload, connect_stdio, idempotent=False, **_RW,
+             ConnectStdioInput, ConnectPayload, connect_stdio, read_only=False, destructive=False, idempotent=False,
+             open_world=True,
              next_step="fix the input named in the message, then call connect_stdio_mcp again",
              next_step_for=_connect_step),
     ToolSpec("list_runtime_aliases", "List runtime aliases",

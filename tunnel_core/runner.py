@@ -25,7 +25,7 @@ from tunnel_core.config.durations import format_duration
 from tunnel_core.config.settings import Settings
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
 from tunnel_core.fileutil import atomic_write, remove_quietly
-from tunnel_core.httpio import HTTPPool, NetworkOrDecodeErrors, default_ssl_context
+from tunnel_core.httpio import NetworkOrDecodeErrors
 from tunnel_core.netconfig import (
     TLSContexts,
     control_plane_base_url,
@@ -64,11 +64,6 @@ class RunHandle:
     state: RuntimeState | None = None
     metrics: RelayMetrics | None = None
     ops: OpsContext | None = None  # what the operator listener shows (set before ready_url)
-
-
-def http_client(*, max_connections: int = 100) -> HTTPPool:
-    """A keep-alive pool on the process's one HTTP stack (httpx2's transport layer); no env proxies."""
-    return HTTPPool(max_connections=max_connections, ssl_context=default_ssl_context())
 
 
 def build_targets(settings: Settings, *, max_concurrent: int, tls: TLSContexts | None = None) -> dict[str, Target]:

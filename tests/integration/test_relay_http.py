@@ -17,6 +17,7 @@ from tests.support import frontdoor as fd
 from tests.support.odd_app import ODD_SESSION, PRESERVED_ERROR, UNAVAILABLE_BODY, WWW_AUTHENTICATE
 from tests.support.targets import MCPTarget, OddTarget
 from tests.support.tunnel import ClientRun, TunnelService
+from tunnel_core.oauth.rewrite import prmd_url
 
 pytestmark = pytest.mark.anyio
 
@@ -182,7 +183,12 @@ async def test_target_jsonrpc_error_is_preserved_exactly_with_its_http_status(od
             resp, msgs = await fd.post(client, odd_url, msg, accept=accept)
     assert resp.status_code == 401
     assert msgs == [{"jsonrpc": "2.0", "id": "err-1", "error": PRESERVED_ERROR}]
-    assert resp.headers["www-authenticate"] == WWW_AUTHENTICATE
+    # The JSON-RPC error and status pass through untouched; the service points the challenge's
+    # resource_metadata at its own well-known URL for this tunnel (the target's is private).
+    base, _, rest = odd_url.partition("/v1/mcp/")
+    tunnel_id = rest.split("?")[0]
+    assert WWW_AUTHENTICATE != resp.headers["www-authenticate"]
+    assert resp.headers["www-authenticate"] == f'Bearer resource_metadata="{prmd_url(base, tunnel_id)}"'
     assert "x-internal-debug" not in resp.headers
 
 

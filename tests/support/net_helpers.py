@@ -15,7 +15,6 @@ import asyncio
 import datetime
 import ipaddress
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,8 +374,3 @@ def start_oauth_service(bg: BackgroundLoop, runtime_key: str) -> TunnelService:
     app = RecordingApp(build_service_app(broker, ServiceConfig(runtime_keys={runtime_key}, response_timeout=10.0,
                                                                rewrite_www_authenticate=True)))
     return TunnelService(bg, broker, app, bg.serve(app))
-
-
-def records_at(recorder: Any, path_prefix: str = "") -> Iterator[Any]:
-    """Requests a ``tests.support.tunnel.RecordingApp`` saw whose path starts with ``path_prefix``."""
-    return (r for r in list(recorder.records) if r.path.startswith(path_prefix))

@@ -52,7 +52,7 @@ class ServiceConfig:
     max_body: int = MAX_BODY  # front-door request and response-POST body cap, bytes
     # Point resource_metadata of relayed WWW-Authenticate headers at this service's PRMD route, as
     # the hosted service does (dev tunnel-service and dev proxy turn it on); off = exact pass-through.
-    rewrite_www_authenticate: bool = False
+    rewrite_www_authenticate: bool = True  # resource_metadata in a relayed 401 points at the tunnel
 
 
 def api_error(status: int, message: str, code: str | None, typ: str = "invalid_request_error",

@@ -7,7 +7,7 @@
 - Every front-door answer (``/v1/mcp/{tunnel_id}``) carrying ``WWW-Authenticate`` gets its
   Bearer ``resource_metadata`` rewritten to that well-known URL, so an MCP client that got a
   401 discovers metadata through the tunnel, never at the private address
-  (``ServiceConfig.rewrite_www_authenticate``; on in ``dev tunnel-service`` and ``dev proxy``).
+  (``ServiceConfig.rewrite_www_authenticate``, on by default; ``--oauth-passthrough`` turns it off).
 
 The public base URL is the one the caller used (scheme and ``Host`` of the request).
 """
