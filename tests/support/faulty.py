@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
-from tests.support.proc import WAIT
+from tests.support.proc import WAIT, wait_until  # noqa: F401 - re-exported for the tests
 from tests.support.servers import BackgroundLoop
 from tests.support.tunnel import RecordingApp, TunnelService
 from tunnel_core.devservice.app import ServiceConfig, build_service_app
@@ -105,15 +103,3 @@ def result_text(resp: httpx2.Response) -> str:
 
 def sse_messages(resp: httpx2.Response) -> list[dict[str, Any]]:
     return [json.loads(line[5:]) for line in resp.text.splitlines() if line.startswith("data:")]
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Re-evaluate ``check`` until it returns something truthy; the wait is capped."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)

@@ -29,6 +29,8 @@ import aiohttp
 import anyio
 import anyio.abc
 
+from tests.support.proc import wait_until  # noqa: F401 - re-exported for the tests
+
 CHROMIUM = os.environ.get("TUNNEL_TEST_CHROMIUM", "/usr/bin/chromium")
 WAIT = 15.0
 REPO = Path(__file__).resolve().parents[2]
@@ -210,15 +212,3 @@ def unpack_bundle(data: bytes) -> dict[str, bytes]:
             if f is not None:
                 out[member.name] = f.read()
     return out
-
-
-def wait_until(check: Any, what: str, timeout: float = WAIT) -> Any:
-    """Re-evaluate ``check`` until it returns something truthy; the wait is capped."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)

@@ -155,3 +155,15 @@ def run_cli(args: Sequence[str], env: dict[str, str], timeout: float = WAIT) -> 
     return subprocess.run(
         [TUNNEL_CLIENT, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Re-evaluate ``check`` until it returns something truthy; the wait is capped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx2
 import pytest
 
 from tests.support.proc import TUNNEL_CLIENT, WAIT, Proc, base_env
+from tests.support.proc import wait_until as wait_for  # noqa: F401 - re-exported for the tests
 
 
 def redis_server_binary() -> str:
@@ -149,18 +149,6 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.split()[-1])
     return 0.0
-
-
-def wait_for(check: Any, what: str, timeout: float = WAIT) -> Any:
-    """Re-evaluate ``check`` until it returns something truthy; the wait is capped."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def jsonl(path: Path) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ class _Lookup(Protocol):
     def get(self, spec: Spec) -> tuple[Any, str]: ...
 
 
-def _names(spec: Spec) -> str:
+def setting_names(spec: Spec) -> str:
     return " / ".join(p for p in (spec.flag, spec.env, spec.key) if p)
 
 
@@ -153,7 +153,7 @@ def _path(src: _Lookup, key: str) -> str:
     raw, origin = src.get(spec)
     if _unset_yaml_ref(raw, origin, src.env):
         return ""
-    return path_value(str(raw or ""), _names(spec), src.env)
+    return path_value(str(raw or ""), setting_names(spec), src.env)
 
 
 def _proxy(src: _Lookup, key: str) -> str:
@@ -161,7 +161,7 @@ def _proxy(src: _Lookup, key: str) -> str:
     raw, origin = src.get(spec)
     if _unset_yaml_ref(raw, origin, src.env):
         return ""
-    return proxy_value(str(raw or ""), _names(spec), src.env)
+    return proxy_value(str(raw or ""), setting_names(spec), src.env)
 
 
 def check_ca_bundle(path: str, what: str) -> None:
@@ -226,7 +226,7 @@ def parse_headers(raw: Any, what: str, env: Mapping[str, str]) -> Headers:
 def _headers(src: _Lookup, key: str) -> Headers:
     spec = SPEC_BY_KEY[key]
     raw, _ = src.get(spec)
-    return parse_headers(raw, _names(spec), src.env)
+    return parse_headers(raw, setting_names(spec), src.env)
 
 
 # ---- assembling ---------------------------------------------------------------------------------
@@ -260,7 +260,7 @@ def env_proxies(env: Mapping[str, str]) -> dict[str, str]:
 def load_network(src: _Lookup, http_bindings: int) -> NetworkSettings:
     ca = _path(src, "ca_bundle")
     if ca:
-        check_ca_bundle(ca, _names(SPEC_BY_KEY["ca_bundle"]))
+        check_ca_bundle(ca, setting_names(SPEC_BY_KEY["ca_bundle"]))
     cp_cert, cp_key = _path(src, "control_plane.client_cert"), _path(src, "control_plane.client_key")
     check_cert_pair(cp_cert, cp_key, "--control-plane.client-cert / --control-plane.client-key")
     mcp_cert, mcp_key = _path(src, "mcp.client_cert"), _path(src, "mcp.client_key")
@@ -297,7 +297,7 @@ def _split_target(raw: str, what: str) -> dict[str, str]:
     return out
 
 
-def _bool_value(src: _Lookup, key: str) -> bool:
+def bool_setting(src: _Lookup, key: str) -> bool:
     spec = SPEC_BY_KEY[key]
     raw, _ = src.get(spec)
     value = str(raw).strip().lower()
@@ -305,18 +305,18 @@ def _bool_value(src: _Lookup, key: str) -> bool:
         return True
     if value in ("false", "0", "no", "off", ""):
         return False
-    raise ConfigError(f"{_names(spec)}: {raw!r} is not a boolean; use true or false")
+    raise ConfigError(f"{setting_names(spec)}: {raw!r} is not a boolean; use true or false")
 
 
-def _int_value(src: _Lookup, key: str, lo: int, hi: int) -> int:
+def int_setting(src: _Lookup, key: str, lo: int, hi: int) -> int:
     spec = SPEC_BY_KEY[key]
     raw, _ = src.get(spec)
     try:
         value = int(str(raw).strip())
     except ValueError:
-        raise ConfigError(f"{_names(spec)}: {raw!r} is not a whole number; use {lo}..{hi}") from None
+        raise ConfigError(f"{setting_names(spec)}: {raw!r} is not a whole number; use {lo}..{hi}") from None
     if not lo <= value <= hi:
-        raise ConfigError(f"{_names(spec)}: {value} is out of range; use {lo}..{hi}")
+        raise ConfigError(f"{setting_names(spec)}: {value} is out of range; use {lo}..{hi}")
     return value
 
 
@@ -327,8 +327,8 @@ def _list(src: _Lookup, key: str) -> tuple[str, ...]:
 
 def load_harpoon(src: _Lookup) -> HarpoonSettings:
     spec = SPEC_BY_KEY["harpoon.targets"]
-    what = _names(spec)
-    plaintext = _bool_value(src, "harpoon.allow_plaintext_http")
+    what = setting_names(spec)
+    plaintext = bool_setting(src, "harpoon.allow_plaintext_http")
     raw, _ = src.get(spec)
     targets: list[HarpoonTargetSpec] = []
     for item in raw or ():
@@ -358,11 +358,11 @@ def load_harpoon(src: _Lookup) -> HarpoonSettings:
     return HarpoonSettings(
         targets=tuple(targets),
         allow_plaintext_http=plaintext,
-        max_response_bytes=_int_value(src, "harpoon.max_response_bytes", 1, HARPOON_MAX_RESPONSE_BYTES),
-        max_redirects=_int_value(src, "harpoon.max_redirects", 0, HARPOON_MAX_REDIRECTS),
+        max_response_bytes=int_setting(src, "harpoon.max_response_bytes", 1, HARPOON_MAX_RESPONSE_BYTES),
+        max_redirects=int_setting(src, "harpoon.max_redirects", 0, HARPOON_MAX_REDIRECTS),
         http_proxy=_proxy(src, "harpoon.http_proxy"),
         hosts_include_suffix=tuple(s.lower().lstrip(".") for s in _list(src, "harpoon.hosts_include_suffix")),
         hosts_include_regex=regexes,
-        hosts_include_loopback=_bool_value(src, "harpoon.hosts_include_loopback"),
-        hosts_include_private=_bool_value(src, "harpoon.hosts_include_private"),
+        hosts_include_loopback=bool_setting(src, "harpoon.hosts_include_loopback"),
+        hosts_include_private=bool_setting(src, "harpoon.hosts_include_private"),
     )

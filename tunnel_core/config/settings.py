@@ -24,6 +24,15 @@ from tunnel_core.config.network import (
     load_network,
     path_value,
 )
+from tunnel_core.config.network import (
+    bool_setting as _bool,
+)
+from tunnel_core.config.network import (
+    int_setting as _int,
+)
+from tunnel_core.config.network import (
+    setting_names as _names,
+)
 from tunnel_core.config.refs import is_reference, resolve_api_key
 from tunnel_core.config.specs import API_KEY_ENV_FALLBACKS, SPEC_BY_KEY, SPECS, Spec
 from tunnel_core.config.yamlfile import ConfigFile, load_config_file, yaml_value
@@ -97,13 +106,6 @@ class Settings:
         return None
 
 
-def _names(spec: Spec) -> str:
-    parts = [spec.flag]
-    if spec.env:
-        parts.append(spec.env)
-    parts.append(spec.key)
-    return " / ".join(parts)
-
 
 @dataclass(slots=True)
 class _Sources:
@@ -143,27 +145,6 @@ def _duration(src: _Sources, key: str, *, allow_zero: bool = False) -> float:
     return value
 
 
-def _int(src: _Sources, key: str, lo: int, hi: int) -> int:
-    spec = SPEC_BY_KEY[key]
-    raw, _ = src.get(spec)
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ConfigError(f"{_names(spec)}: {raw!r} is not a whole number; use {lo}..{hi}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{_names(spec)}: {value} is out of range; use {lo}..{hi}")
-    return value
-
-
-def _bool(src: _Sources, key: str) -> bool:
-    spec = SPEC_BY_KEY[key]
-    raw, _ = src.get(spec)
-    value = str(raw).strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off", ""):
-        return False
-    raise ConfigError(f"{_names(spec)}: {raw!r} is not a boolean; use true or false")
 
 
 def _str(src: _Sources, key: str) -> str:
