@@ -14,6 +14,7 @@ A JSON-RPC error answer raises AppServerError with ``code`` set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -197,8 +198,11 @@ class AppServer:
                 pending.result = msg.get("result")
             pending.event.set()
         elif "method" in msg and "id" in msg:
-            await self._write({"id": msg["id"], "error": {
-                "code": -32601, "message": f"tunnel-client does not handle {msg['method']}"}})
+            # Declining a server request must not fail the reader: if the child is already gone,
+            # the reader sees end-of-stream next and reports the exit properly.
+            with contextlib.suppress(AppServerExited):
+                await self._write({"id": msg["id"], "error": {
+                    "code": -32601, "message": f"tunnel-client does not handle {msg['method']}"}})
         elif "method" in msg:
             await self._send.send(msg)
 
