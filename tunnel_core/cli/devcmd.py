@@ -127,7 +127,15 @@ def cmd_proxy(args: argparse.Namespace, io: IO) -> int:
     async def main(stop: anyio.Event) -> None:
         await run_dev_proxy(opts, stop, on_ready, env=dict(io.env))
 
-    run_async(main, duration=duration)
+    try:
+        run_async(main, duration=duration)
+    finally:
+        if args.url_file:  # the description is only true while the proxy runs
+            from pathlib import Path
+
+            from tunnel_core.fileutil import remove_quietly
+
+            remove_quietly(Path(args.url_file))
     return 0
 
 

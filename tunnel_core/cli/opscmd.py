@@ -182,9 +182,11 @@ def _register_doctor(sub: Any) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace, io: IO) -> int:
+    from tunnel_core.cli.progress import progress
     from tunnel_core.ops.doctor import run_doctor
 
-    report = run_doctor(merge_aliases(args), io.env, online=args.online)
+    with progress(io.stderr, "running checks"):
+        report = run_doctor(merge_aliases(args), io.env, online=args.online)
     if args.json:
         emit_json(io, report)
     else:

@@ -148,7 +148,10 @@ def cmd_connect(args: argparse.Namespace, io: IO) -> int:
         runtime_api_key=args.runtime_api_key, tunnel_client_bin=args.tunnel_client_bin, restart=args.restart,
         health_timeout=health_timeout,
     )
-    payload, code = connect(io.env, opts)
+    from tunnel_core.cli.progress import progress
+
+    with progress(io.stderr, f"starting runtime {args.alias} and waiting for /healthz"):
+        payload, code = connect(io.env, opts)
     if _json(args):
         _dump(io, payload.model_dump(mode="json"))
         return code
