@@ -1,6 +1,6 @@
 """Runtime control-plane client: tunnel metadata, long poll, and response POSTs.
 
-One keep-alive connection pool (``tunnel_core.httpio``, over httpx2's transport layer) is
+One keep-alive connection pool (``tunnel_core.httpio``, on aiohttp) is
 shared by every call of the process. Every request carries the Bearer runtime key, the client identity headers and
 the current ``X-Tunnel-MCP-Server-Info`` value.
 """
@@ -179,7 +179,7 @@ class ControlPlaneClient:
         client_request_id: str | None = None,
         timeout: float = 30.0,
     ) -> None:
-        """POST one response; raises ControlPlaneError on non-200, an httpcore2 error on network failure."""
+        """POST one response; raises ControlPlaneError on non-200, one of httpio.NetworkErrors on network failure."""
         extra = [("Content-Type", "application/json"), ("X-Tunnel-Shard-Token", shard_token)]
         if client_request_id:
             extra.append(("X-Client-Request-Id", client_request_id))
