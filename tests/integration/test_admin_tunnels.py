@@ -25,18 +25,6 @@ Run = Callable[..., Result]
 ERROR_KEYS = {"message", "method", "path", "status_code", "request_id", "code", "type", "mitigation"}
 
 
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return Keys()
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[Service]:
-    with tunnel_service(tmp_path_factory.mktemp("admin-svc"), keys) as svc:
-        yield svc
-    assert_no_secrets(keys, texts=[svc.output()])
-
-
 @pytest.fixture
 def outputs() -> list[str]:
     return []

@@ -47,11 +47,6 @@ USER_CONFIG = '# my settings\nmodel_reasoning_effort = "low"   # keep this comme
 
 
 @pytest.fixture(scope="module")
-def keys() -> Keys:
-    return Keys()
-
-
-@pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[Service]:
     codex_path()
     with tunnel_service(tmp_path_factory.mktemp("codex-svc"), keys) as svc:

@@ -19,23 +19,11 @@ from tests.support.admin_helpers import (
     assert_no_secrets,
     base_env,
     kill_runtimes,
-    tunnel_service,
 )
 from tests.support.targets import MCPTarget
 
 pytestmark = pytest.mark.slow
 WAIT = 60.0
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return Keys()
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[Service]:
-    with tunnel_service(tmp_path_factory.mktemp("tools-svc"), keys) as svc:
-        yield svc
 
 
 @pytest.fixture

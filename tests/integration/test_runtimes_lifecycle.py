@@ -35,25 +35,12 @@ from tests.support.admin_helpers import (
     cli,
     kill_runtimes,
     runtime_processes,
-    tunnel_service,
     wait_until,
 )
 
 TUNNEL_ID = re.compile(r"^tunnel_[a-z0-9]{32}$")
 MCP_COMMAND = f"{sys.executable} {STDIO_SERVER}"
 Run = Callable[..., Result]
-
-
-@pytest.fixture(scope="module")
-def keys() -> Keys:
-    return Keys()
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[Service]:
-    with tunnel_service(tmp_path_factory.mktemp("rt-svc"), keys) as svc:
-        yield svc
-    assert_no_secrets(keys, texts=[svc.output()])
 
 
 @pytest.fixture

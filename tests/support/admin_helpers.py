@@ -10,8 +10,7 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from tests.support.proc import wait_until
 from tunnel_core.cli.main import main
 
 WAIT = 20.0  # cap on any single wait
@@ -49,20 +49,6 @@ class Result:
 
     def json(self) -> Any:
         return json.loads(self.out)
-
-
-def wait_until(check: Callable[[], T | None], *, timeout: float = WAIT, what: str = "condition") -> T:
-    """Poll ``check`` with a short backoff until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
 
 
 def base_env(home: Path, **extra: str) -> dict[str, str]:

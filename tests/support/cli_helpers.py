@@ -10,12 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from tests.support.proc import wait_until  # noqa: F401 - re-exported for the tests
 from tunnel_core.cli.main import main
 
 WAIT = 15.0  # cap on every wait in these tests
@@ -61,20 +62,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def wait_until(check: Callable[[], T | None], *, timeout: float = WAIT, what: str = "condition") -> T:
-    """Poll ``check`` with a short backoff until it returns a truthy value; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
 
 
 class Proc:

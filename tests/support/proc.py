@@ -157,13 +157,15 @@ def run_cli(args: Sequence[str], env: dict[str, str], timeout: float = WAIT) -> 
     )
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Re-evaluate ``check`` until it returns something truthy; the wait is capped."""
+def wait_until(check: Callable[[], Any], what: str = "condition", timeout: float = WAIT) -> Any:
+    """Re-evaluate ``check`` until it returns something truthy; the wait is capped at ``timeout``."""
     deadline = time.monotonic() + timeout
+    delay = 0.02
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
