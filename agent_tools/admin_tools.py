@@ -21,6 +21,7 @@ from tunnel_core.controlplane.admin import (
     connection_from_flags,
     read_only_key,
     resolve_admin_key,
+    update_changes,
 )
 from tunnel_core.errors import TunnelClientError
 from tunnel_core.state.admin_profiles import (
@@ -180,15 +181,8 @@ def tunnels_create(inp: CreateInput, env: Env) -> Outcome:
 
 
 def tunnels_update(inp: UpdateInput, env: Env) -> Outcome:
-    changes: dict[str, Any] = {}
-    if inp.name is not None:
-        changes["name"] = inp.name.strip()
-    if inp.description is not None:
-        changes["description"] = inp.description
-    if inp.organization_ids is not None:
-        changes["organization_ids"] = clean_ids(inp.organization_ids, "organization_ids")
-    if inp.workspace_ids is not None:
-        changes["workspace_ids"] = clean_ids(inp.workspace_ids, "workspace_ids")
+    changes = update_changes(name=inp.name, description=inp.description,
+                             organization_ids=inp.organization_ids, workspace_ids=inp.workspace_ids)
     if not changes:
         raise ToolFailure("nothing to update", "give at least one of name, description, organization_ids, "
                                                "workspace_ids")

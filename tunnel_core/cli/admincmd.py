@@ -195,19 +195,13 @@ def cmd_list(args: argparse.Namespace, io: IO) -> int:
 
 
 def cmd_update(args: argparse.Namespace, io: IO) -> int:
-    from tunnel_core.controlplane.admin import clean_ids
+    from tunnel_core.controlplane.admin import update_changes
     from tunnel_core.errors import UsageError
 
     with _client(args, io) as client:
-        changes: dict[str, Any] = {}
-        if args.name is not None:
-            changes["name"] = args.name.strip()
-        if args.description is not None:
-            changes["description"] = args.description
-        if args.organization_id is not None:
-            changes["organization_ids"] = clean_ids(args.organization_id, "organization-id")
-        if args.workspace_id is not None:
-            changes["workspace_ids"] = clean_ids(args.workspace_id, "workspace-id")
+        changes = update_changes(name=args.name, description=args.description,
+                                 organization_ids=args.organization_id, workspace_ids=args.workspace_id,
+                                 org_label="organization-id", ws_label="workspace-id")
         if not changes:
             raise UsageError("provide at least one field to update")
         tunnel = client.update(args.tunnel_id.strip(), changes)

@@ -249,6 +249,28 @@ def connection_from_flags(
     )
 
 
+def update_changes(
+    *,
+    name: str | None,
+    description: str | None,
+    organization_ids: list[str] | None,
+    workspace_ids: list[str] | None,
+    org_label: str = "organization_ids",
+    ws_label: str = "workspace_ids",
+) -> dict[str, Any]:
+    """The body of a tunnel update: only the fields given (id lists replace); empty when nothing changes."""
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name.strip()
+    if description is not None:
+        changes["description"] = description
+    if organization_ids is not None:
+        changes["organization_ids"] = clean_ids(organization_ids, org_label)
+    if workspace_ids is not None:
+        changes["workspace_ids"] = clean_ids(workspace_ids, ws_label)
+    return changes
+
+
 def clean_ids(values: Sequence[str] | None, flag: str) -> list[str]:
     """Split comma lists, trim, drop empties; duplicates are an error (as the reference does)."""
     out: list[str] = []
