@@ -35,8 +35,9 @@ from tunnel_core.netconfig import (
 )
 from tunnel_core.netserve import bind, bind_unix, serve
 from tunnel_core.oauth.assemble import build_oauth, startup_discovery
-from tunnel_core.opsserver.app import OpsContext, build_ops_app, iso
+from tunnel_core.opsserver.app import build_ops_app
 from tunnel_core.opsserver.bundle import runtime_snapshot
+from tunnel_core.opsserver.context import OpsContext, iso
 from tunnel_core.relay.dispatcher import Dispatcher
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.poller import Poller

@@ -10,7 +10,8 @@ import httpx2
 import pytest
 
 from tunnel_core.logs import LogBuffer
-from tunnel_core.opsserver.app import OpsContext, build_ops_app
+from tunnel_core.opsserver.app import build_ops_app
+from tunnel_core.opsserver.context import OpsContext
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.state import RuntimeState
 from tunnel_core.relay.traffic import TrafficRecorder

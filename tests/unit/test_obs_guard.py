@@ -14,7 +14,8 @@ import pytest
 
 from tunnel_core import logs
 from tunnel_core.opsserver import guard
-from tunnel_core.opsserver.app import OpsContext, build_ops_app
+from tunnel_core.opsserver.app import build_ops_app
+from tunnel_core.opsserver.context import OpsContext
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.state import RuntimeState
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from tunnel_core.cli.main import IO
+from tunnel_core.cli.console import IO
 
 CREATE_NOTE = "Note: wait 25-30 seconds before expecting a newly created tunnel to be active and ready."
 

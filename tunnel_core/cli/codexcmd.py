@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from tunnel_core.cli.main import IO
+from tunnel_core.cli.console import IO
 
 if TYPE_CHECKING:
     from pydantic import BaseModel

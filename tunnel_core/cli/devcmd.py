@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from tunnel_core.cli import servecmd
-from tunnel_core.cli.main import IO
+from tunnel_core.cli.console import IO
+from tunnel_core.cli.flags import duration_flag as _duration
 
 
 def register(sub: Any) -> None:
@@ -75,16 +76,6 @@ def register(sub: Any) -> None:
                    help="issuer to publish in the authorization server metadata (default: this server's URL; "
                    "a different value demonstrates an issuer mismatch)")
     m.set_defaults(handler=cmd_mcp_stub)
-
-
-def _duration(value: str, flag: str) -> float:
-    from tunnel_core.config.durations import parse_duration
-    from tunnel_core.errors import ConfigError
-
-    try:
-        return parse_duration(value)
-    except ValueError:
-        raise ConfigError(f"{flag}: invalid duration {value!r}; use forms like 30s or 2m") from None
 
 
 def cmd_proxy(args: argparse.Namespace, io: IO) -> int:

@@ -10,12 +10,11 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from tunnel_core import __version__
-from tunnel_core.config.specs import SPECS
+from tunnel_core.cli.console import IO, Handler
 from tunnel_core.errors import TunnelClientError
 
 SETUP_PAGES = """setup pages:
@@ -27,59 +26,6 @@ SETUP_PAGES = """setup pages:
 try it locally with no account:
   tunnel-client dev proxy          local tunnel service + demo MCP server + client; prints an MCP URL
 """
-
-
-@dataclass(slots=True)
-class IO:
-    env: Mapping[str, str]
-    stdout: TextIO
-    stderr: TextIO
-
-    def out(self, text: str = "") -> None:
-        self.stdout.write(text + "\n")
-        self.stdout.flush()
-
-    def err(self, text: str) -> None:
-        self.stderr.write(text + "\n")
-        self.stderr.flush()
-
-
-Handler = Callable[[argparse.Namespace, IO], int]
-
-
-def add_config_selection(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("config file selection (mutually exclusive)")
-    g.add_argument("--config", metavar="PATH", help="YAML config file (TUNNEL_CLIENT_CONFIG)")
-    g.add_argument("--profile", metavar="NAME", help="profile name in the profile directory (TUNNEL_CLIENT_PROFILE)")
-    g.add_argument("--profile-file", metavar="PATH", help="profile file <name>.yaml (TUNNEL_CLIENT_PROFILE_FILE)")
-    g.add_argument("--profile-dir", metavar="DIR", help="profile directory (TUNNEL_CLIENT_PROFILE_DIR)")
-
-
-def add_runtime_flags(p: argparse.ArgumentParser) -> None:
-    """Every runtime setting of the table, with its canonical flag and hidden aliases."""
-    g = p.add_argument_group("runtime settings (flag > env > YAML > default)")
-    for spec in SPECS:
-        env = f" [{spec.env}]" if spec.env else ""
-        default = "" if spec.default in (None, "") else f" (default {spec.default})"
-        g.add_argument(
-            spec.flag, dest=spec.dest, action="append" if spec.repeat else "store", metavar=spec.metavar,
-            help=f"{spec.help}{env}{default}",
-            nargs="?" if spec.boolean else None, const="true" if spec.boolean else None,
-        )
-        for alias in spec.aliases:
-            g.add_argument(alias, dest=spec.dest + "__alias", action="append" if spec.repeat else "store",
-                           help=argparse.SUPPRESS)
-    add_config_selection(p)
-
-
-def merge_aliases(ns: argparse.Namespace) -> dict[str, object]:
-    """Flags as a dict by Spec.dest, hidden aliases applied only where the canonical flag is unset."""
-    flags = vars(ns).copy()
-    for spec in SPECS:
-        alias = flags.pop(spec.dest + "__alias", None)
-        if flags.get(spec.dest) is None and alias is not None:
-            flags[spec.dest] = alias
-    return flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     devcmd.register(sub)
     servecmd.register(sub)
     profilescmd.register(sub)
-    opscmd.register(sub)
+    opscmd.register(sub, parser)
     admincmd.register(sub)
     runtimescmd.register(sub)
     codexcmd.register(sub)

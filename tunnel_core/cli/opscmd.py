@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from tunnel_core.cli.main import IO, add_runtime_flags, merge_aliases
+from tunnel_core.cli.console import IO
+from tunnel_core.cli.flags import add_runtime_flags, merge_aliases
 from tunnel_core.ops.topic_files import topic_titles
 
 if TYPE_CHECKING:
@@ -31,24 +32,24 @@ def emit_json(io: IO, model: BaseModel) -> None:
     io.out(model.model_dump_json(indent=2))
 
 
-def register(sub: Any) -> None:
+def register(sub: Any, root: argparse.ArgumentParser) -> None:
     _register_init(sub)
     _register_doctor(sub)
     _register_health(sub)
-    _register_help(sub)
+    _register_help(sub, root)
 
 
 # ---------------------------------------------------------------------------- help
 
 
-def _register_help(sub: Any) -> None:
+def _register_help(sub: Any, root: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "help", help="show a help topic (see below) or a command's help",
         description="Show a task page shipped with tunnel-client, or the --help of a command.",
     )
     p.add_argument("topic", nargs="*", metavar="TOPIC|COMMAND")
     p.add_argument("--json", action="store_true", help="print the topic as JSON {name, title, text}")
-    p.set_defaults(handler=lambda args, io: cmd_help(args, io, sub))
+    p.set_defaults(handler=lambda args, io: cmd_help(args, io, sub, root))
 
 
 def _find_command(sub: Any, words: list[str]) -> argparse.ArgumentParser | None:
@@ -64,15 +65,13 @@ def _find_command(sub: Any, words: list[str]) -> argparse.ArgumentParser | None:
     return parser
 
 
-def cmd_help(args: argparse.Namespace, io: IO, sub: Any) -> int:
+def cmd_help(args: argparse.Namespace, io: IO, sub: Any, root: argparse.ArgumentParser) -> int:
     from tunnel_core.ops.help_topics import get_topic, unknown_topic_error
     from tunnel_core.ops.topic_files import topic_names
 
     words: list[str] = [w.strip() for w in args.topic if w.strip()]
     if not words:
-        from tunnel_core.cli.main import build_parser
-
-        build_parser().print_help(io.stdout)
+        root.print_help(io.stdout)
         return 0
     if words[0] in topic_names():
         topic = get_topic(words[0])

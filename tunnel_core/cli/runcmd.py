@@ -6,7 +6,8 @@ import argparse
 import dataclasses
 from typing import Any
 
-from tunnel_core.cli.main import IO, add_runtime_flags, merge_aliases
+from tunnel_core.cli.console import IO
+from tunnel_core.cli.flags import add_runtime_flags, merge_aliases
 
 FIRST_USE = (
     "first use: 'tunnel-client dev proxy' runs everything locally; for a real tunnel set "

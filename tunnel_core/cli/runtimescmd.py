@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from tunnel_core.cli.main import IO
+from tunnel_core.cli.console import IO
 
 
 def _common() -> argparse.ArgumentParser:

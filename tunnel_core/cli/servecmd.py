@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from tunnel_core.cli.main import IO
+from tunnel_core.cli.console import IO
 
 SIZE_RE = r"^(\d+)([KkMm]i?[Bb]?)?$"
 
@@ -102,7 +102,7 @@ def build_options(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
     """ServeOptions from the command line; every secret is resolved from its reference here."""
     from pathlib import Path
 
-    from tunnel_core.cli.devcmd import _duration
+    from tunnel_core.cli.flags import duration_flag as _duration
     from tunnel_core.config.refs import is_reference, resolve_api_key, resolve_ref
     from tunnel_core.devservice.admin import split_admin_key_spec
     from tunnel_core.devservice.proxy import DEFAULT_TUNNEL_ID, check_tunnel_id

@@ -33,10 +33,11 @@ from starlette.routing import Route
 
 from tunnel_core import logs, tracing
 from tunnel_core.opsserver import bundle, codex
+from tunnel_core.opsserver.context import iso
 from tunnel_core.targets.base import ProbeResult
 
 if TYPE_CHECKING:
-    from tunnel_core.opsserver.app import OpsContext
+    from tunnel_core.opsserver.context import OpsContext
 
 log = logging.getLogger("tunnel_client.adminui")
 
@@ -70,10 +71,6 @@ def _limit(request: Request, default: int, maximum: int) -> int:
     return default if n <= 0 else min(n, maximum)
 
 
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else ""
-
-
 def _command_line(command: str) -> str:
     """A stdio command line with the values of secret-named flags masked."""
     try:
@@ -95,7 +92,7 @@ def status_body(ctx: OpsContext) -> dict[str, Any]:
     data.setdefault("raw_http_logging_enabled", False)
     data["control_plane_poll"] = {
         "ok": state.control_plane_ok and state.poll_failing_since is None,
-        "last_success": _iso(state.last_poll_success),
+        "last_success": iso(state.last_poll_success),
         "last_error": state.last_poll_error,
         "consecutive_failures": state.poll_failures,
     }

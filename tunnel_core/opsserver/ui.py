@@ -19,7 +19,7 @@ from starlette.routing import Route
 from tunnel_core import __version__
 
 if TYPE_CHECKING:
-    from tunnel_core.opsserver.app import OpsContext
+    from tunnel_core.opsserver.context import OpsContext
 
 NO_CACHE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache", "Expires": "0"}
 ASSET_TYPES = {
