@@ -17,7 +17,7 @@ from tests.support import frontdoor as fd
 from tests.support.odd_app import ODD_SESSION, PRESERVED_ERROR, UNAVAILABLE_BODY, WWW_AUTHENTICATE
 from tests.support.targets import MCPTarget, OddTarget
 from tests.support.tunnel import ClientRun, TunnelService
-from tunnel_core.oauth.rewrite import prmd_url
+from tunnel_core.wire.prmd import prmd_url
 
 pytestmark = pytest.mark.anyio
 

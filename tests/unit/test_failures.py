@@ -13,8 +13,9 @@ import ssl
 
 import pytest
 
-from tunnel_core.targets.failures import TargetFailure, classify_exception, status_text, synthesized_error
+from tunnel_core.targets.failures import TargetFailure, classify_exception, synthesized_error
 from tunnel_core.wire.models import TunnelFailure
+from tunnel_core.wire.status import status_text
 
 
 class WrappedError(Exception):

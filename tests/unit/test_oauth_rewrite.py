@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tunnel_core.oauth.challenge import replace_resource_metadata, require_absolute, resource_metadata_url
-from tunnel_core.oauth.rewrite import front_door_url, prmd_url, rewrite_prmd, rewrite_www_authenticate
+from tunnel_core.wire.challenge import replace_resource_metadata, require_absolute, resource_metadata_url
+from tunnel_core.wire.prmd import front_door_url, prmd_url, rewrite_prmd, rewrite_www_authenticate
 
 TID = "tunnel_" + "a" * 32
 BASE = "https://tunnel.example"

@@ -82,9 +82,10 @@ def cmd_proxy(args: argparse.Namespace, io: IO) -> int:
     import anyio
 
     from tunnel_core.cli.lifecycle import run_async
-    from tunnel_core.devservice.proxy import ProxyDescription, ProxyOptions, check_tunnel_id, run_dev_proxy
+    from tunnel_core.devproxy import ProxyDescription, ProxyOptions, run_dev_proxy
     from tunnel_core.fileutil import atomic_write
     from tunnel_core.logs import setup_logging
+    from tunnel_core.ops.samples import check_tunnel_id
 
     opts = ProxyOptions(
         listen=args.listen,
@@ -138,15 +139,16 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
 
     from tunnel_core.cli.lifecycle import run_async
     from tunnel_core.config.refs import resolve_api_key
+    from tunnel_core.devproxy import DEFAULT_TUNNEL_ID
     from tunnel_core.devservice.admin import split_admin_key_spec
     from tunnel_core.devservice.app import ServiceConfig, build_service_app
     from tunnel_core.devservice.broker import Broker
-    from tunnel_core.devservice.proxy import DEFAULT_TUNNEL_ID, check_tunnel_id
     from tunnel_core.devservice.store import StoreError
     from tunnel_core.errors import ConfigError
     from tunnel_core.fileutil import atomic_write
     from tunnel_core.logs import setup_logging
     from tunnel_core.netserve import bind, serve
+    from tunnel_core.ops.samples import check_tunnel_id
 
     if not args.runtime_api_key.startswith(("env:", "file:")):
         raise ConfigError("--runtime-api-key: give a reference (env:NAME or file:/path), not the key itself")

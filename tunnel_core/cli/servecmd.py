@@ -104,10 +104,11 @@ def build_options(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
 
     from tunnel_core.cli.flags import duration_flag as _duration
     from tunnel_core.config.refs import is_reference, resolve_api_key, resolve_ref
+    from tunnel_core.devproxy import DEFAULT_TUNNEL_ID
     from tunnel_core.devservice.admin import split_admin_key_spec
-    from tunnel_core.devservice.proxy import DEFAULT_TUNNEL_ID, check_tunnel_id
     from tunnel_core.devservice.serve import ServeOptions
     from tunnel_core.errors import ConfigError
+    from tunnel_core.ops.samples import check_tunnel_id
 
     runtime_keys: set[str] = set()
     for ref in args.runtime_api_key or ["env:CONTROL_PLANE_API_KEY"]:

@@ -30,8 +30,8 @@ from tunnel_core.devservice.backends.base import poller_from_headers
 from tunnel_core.devservice.broker import Broker, DeliveryError, Pending
 from tunnel_core.devservice.oauth_routes import OAuthRewriteMiddleware, oauth_routes
 from tunnel_core.devservice.testcontrols import TestControls, TestControlsMiddleware
-from tunnel_core.targets.failures import status_text
 from tunnel_core.wire.models import TUNNEL_ID_RE, TunnelResponsePayload
+from tunnel_core.wire.status import status_text
 
 log = logging.getLogger("tunnel_client.tunnelservice")
 

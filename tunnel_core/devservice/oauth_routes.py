@@ -25,8 +25,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunnel_core.devservice.broker import Broker, DeliveryError
-from tunnel_core.oauth.rewrite import PRMD_PREFIX, rewrite_prmd, rewrite_www_authenticate
 from tunnel_core.wire.models import TUNNEL_ID_RE
+from tunnel_core.wire.prmd import PRMD_PREFIX, rewrite_prmd, rewrite_www_authenticate
 
 _FRONT_DOOR_RE = re.compile(r"^/v1/mcp/(tunnel_[a-z0-9]{32})/?$")
 # Headers of the private server's PRMD answer worth passing on; framing is the service's own.

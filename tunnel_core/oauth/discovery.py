@@ -16,7 +16,7 @@ Steps (the reference's order):
    kept as a fallback, accepted when nothing matches exactly, and the mismatch recorded.
 
 The client forwards what it found verbatim; rewriting ``resource`` to the tunnel URL is the
-tunnel service's job (``tunnel_core.oauth.rewrite``).
+tunnel service's job (``tunnel_core.wire.prmd``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import anyio
 
 from tunnel_core import USER_AGENT
 from tunnel_core.httpio import HTTPPool, NetworkErrors, origin_of
-from tunnel_core.oauth.challenge import require_absolute, resource_metadata_url
 from tunnel_core.targets.headers import StaticHeaders
+from tunnel_core.wire.challenge import require_absolute, resource_metadata_url
 
 log = logging.getLogger("tunnel_client.oauth")
 

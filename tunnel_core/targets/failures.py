@@ -11,12 +11,12 @@ import errno
 import socket
 import ssl
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 import aiohttp
 
 from tunnel_core.wire.models import FailureSource, HeaderMap, TunnelFailure
+from tunnel_core.wire.status import status_text
 
 
 @dataclass
@@ -37,13 +37,6 @@ class TargetFailure(Exception):
             upstream_status=self.upstream_status,
         )
         return synthesized_error(rpc_id, self.status, failure)
-
-
-def status_text(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Bad Gateway"
 
 
 def synthesized_error(rpc_id: Any, status: int, failure: TunnelFailure | None) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""``dev proxy``: local tunnel service + (demo) MCP target + tunnel client in one process."""
+"""``dev proxy``: local tunnel service + (demo) MCP target + tunnel client in one process.
+
+A composition root above both sides: it starts the tunnel service (``devservice``) and a
+tunnel client (``runner``) together. It lives outside ``devservice/`` so the service never
+imports the client.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,7 @@ from tunnel_core.config.settings import load_settings
 from tunnel_core.devservice.app import ServiceConfig, build_service_app
 from tunnel_core.devservice.backends.base import QueueBackend
 from tunnel_core.devservice.broker import Broker
-from tunnel_core.errors import ConfigError
 from tunnel_core.netserve import bind, serve
-from tunnel_core.runner import RunHandle, run_client
 
 log = logging.getLogger("tunnel_client.devproxy")
 
@@ -58,6 +61,8 @@ async def run_dev_proxy(
     env: dict[str, str] | None = None,
 ) -> None:
     """Serve until ``stop`` is set; ``on_ready`` gets the description once /readyz would say ready."""
+    from tunnel_core.runner import RunHandle, run_client
+
     runtime_key = secrets.token_urlsafe(32)  # in memory only: never printed, logged or written
     broker = Broker(opts.backend)
     broker.add_tunnel(opts.tunnel_id, "dev proxy tunnel", "Local tunnel served by tunnel-client dev proxy")
@@ -134,10 +139,3 @@ def _url_of(sock: Any) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://{host}:{port}"
 
-
-def check_tunnel_id(value: str) -> str:
-    from tunnel_core.wire.models import TUNNEL_ID_RE
-
-    if not TUNNEL_ID_RE.match(value):
-        raise ConfigError(f"--tunnel-id: {value!r} is invalid; use tunnel_ followed by 32 lowercase letters or digits")
-    return value

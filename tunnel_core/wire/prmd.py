@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunnel_core.oauth.challenge import replace_resource_metadata
+from tunnel_core.wire.challenge import replace_resource_metadata
 
 PRMD_PREFIX = "/.well-known/oauth-protected-resource"
 
