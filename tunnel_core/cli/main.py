@@ -29,7 +29,17 @@ try it locally with no account:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tunnel_core.cli import admincmd, codexcmd, devcmd, opscmd, profilescmd, runcmd, runtimescmd, servecmd
+    from tunnel_core.cli import (
+        admincmd,
+        codexcmd,
+        completioncmd,
+        devcmd,
+        opscmd,
+        profilescmd,
+        runcmd,
+        runtimescmd,
+        servecmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="tunnel-client",
@@ -37,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SETUP_PAGES + opscmd.topics_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("-v", "--version", action="version", version=__version__,
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     runcmd.register(sub)
     devcmd.register(sub)
@@ -47,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     admincmd.register(sub)
     runtimescmd.register(sub)
     codexcmd.register(sub)
+    completioncmd.register(sub, parser)
     return parser
 
 
