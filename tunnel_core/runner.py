@@ -173,7 +173,7 @@ async def run_client(
     cp = ControlPlaneClient(
         http=cp_http, base_url=control_plane_base_url(settings), tunnel_id=settings.tunnel_id,
         api_key=settings.api_key, instance_id=instance_id, server_info=channels.server_info,
-        organization_id=settings.organization_id,
+        organization_id=settings.organization_id, extra_headers=settings.network.control_plane_extra_headers,
     )
     dispatcher = Dispatcher(
         tunnel_id=settings.tunnel_id, targets=channels, responder=Responder(cp, metrics), metrics=metrics,

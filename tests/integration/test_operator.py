@@ -95,7 +95,7 @@ async def test_metrics_expose_poll_queue_worker_and_latency_metrics(
     calls = [s for s in m["command_end_to_end_latency_milliseconds_count"]
              if s.labels["request_method"] == "tools/call"]
     assert calls and calls[0].value >= 1
-    assert calls[0].labels["latency_type"] == "poll_to_response"
+    assert {c.labels["latency_type"] for c in calls} == {"poll_to_response", "enqueue_to_response"}
     assert calls[0].labels["tunnel_id"] == relay.tunnel_id
     assert calls[0].labels["tunnel_service_status"] == "200"
     assert calls[0].labels["request_kind"] == "call"

@@ -33,6 +33,14 @@ RESERVED_STATIC_HEADERS = frozenset({
     "upgrade", "proxy-authorization", "proxy-authenticate", "proxy-connection", "expect",
 })
 
+# Identity and routing headers the client sets on every control-plane request itself; an operator
+# header of the same name would be ambiguous on the wire, so it is refused at load.
+RESERVED_CONTROL_PLANE_HEADERS = frozenset({
+    "authorization", "accept", "user-agent", "x-tunnel-client-name", "x-tunnel-client-version",
+    "x-tunnel-client-instance-id", "x-tunnel-client-wire-protocol-version", "x-tunnel-mcp-server-info",
+    "x-tunnel-shard-token", "x-client-request-id",
+})
+
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -60,6 +68,7 @@ class NetworkSettings:
     mcp_client_key: str = ""
     mcp_extra_headers: Headers = field(default=(), repr=False)
     mcp_discovery_extra_headers: Headers = field(default=(), repr=False)
+    control_plane_extra_headers: Headers = field(default=(), repr=False)
     env_proxies: Mapping[str, str] = field(default_factory=dict, repr=False)  # HTTP(S)_PROXY / NO_PROXY
 
     def proxy(self, route: str, channel_proxy: str = "") -> tuple[str, str]:
@@ -192,8 +201,11 @@ def check_cert_pair(cert: str, key: str, what: str) -> None:
 # ---- static headers -----------------------------------------------------------------------------
 
 
-def parse_headers(raw: Any, what: str, env: Mapping[str, str]) -> Headers:
-    """``["Name: value", ...]`` (flags, env) or ``{name: value}`` (YAML) to validated pairs."""
+def parse_headers(raw: Any, what: str, env: Mapping[str, str],
+                  reserved: frozenset[str] = frozenset()) -> Headers:
+    """``["Name: value", ...]`` (flags, env) or ``{name: value}`` (YAML) to validated pairs.
+
+    Names in ``reserved`` (lower case) are refused like the framing headers."""
     if not raw:
         return ()
     if isinstance(raw, Mapping):
@@ -212,6 +224,8 @@ def parse_headers(raw: Any, what: str, env: Mapping[str, str]) -> Headers:
             raise ConfigError(f"{what}: {name!r} is not a valid header name")
         if name.lower() in RESERVED_STATIC_HEADERS:
             raise ConfigError(f"{what}: {name} is managed by the HTTP client and cannot be set")
+        if name.lower() in reserved:
+            raise ConfigError(f"{what}: {name} is set by tunnel-client itself and cannot be overridden")
         if is_reference(value):
             value = resolve_ref(value, setting=f"{what} {name}", env=env, strip_one_newline=True)
         if "\r" in value or "\n" in value:
@@ -223,10 +237,10 @@ def parse_headers(raw: Any, what: str, env: Mapping[str, str]) -> Headers:
     return tuple(out.values())
 
 
-def _headers(src: _Lookup, key: str) -> Headers:
+def _headers(src: _Lookup, key: str, reserved: frozenset[str] = frozenset()) -> Headers:
     spec = SPEC_BY_KEY[key]
     raw, _ = src.get(spec)
-    return parse_headers(raw, setting_names(spec), src.env)
+    return parse_headers(raw, setting_names(spec), src.env, reserved)
 
 
 # ---- assembling ---------------------------------------------------------------------------------
@@ -278,6 +292,7 @@ def load_network(src: _Lookup, http_bindings: int) -> NetworkSettings:
         mcp_client_key=mcp_key,
         mcp_extra_headers=_headers(src, "mcp.extra_headers"),
         mcp_discovery_extra_headers=_headers(src, "mcp.discovery_extra_headers"),
+        control_plane_extra_headers=_headers(src, "control_plane.extra_headers", RESERVED_CONTROL_PLANE_HEADERS),
         env_proxies=env_proxies(src.env),
     )
 

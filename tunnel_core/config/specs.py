@@ -67,6 +67,9 @@ SPECS: tuple[Spec, ...] = (
          metavar="DURATION"),
     Spec("control_plane.poll_channels", "--control-plane.poll-channel", "CONTROL_PLANE_POLL_CHANNELS", None,
          "channel to poll (repeatable); unset polls every channel", repeat=True, env_sep=",", metavar="NAME"),
+    Spec("control_plane.extra_headers", "--control-plane.extra-headers", "CONTROL_PLANE_EXTRA_HEADERS", None,
+         "static header 'Name: value' on every control-plane request; value may be env:NAME or file:/path "
+         "(repeatable)", repeat=True, env_sep=",", metavar="HEADER"),
     Spec("mcp.server_urls", "--mcp.server-url", "MCP_SERVER_URL", None,
          "Streamable HTTP MCP server URL, or channel=NAME,url=URL (repeatable)", aliases=("--mcp-server-url",),
          repeat=True, env_sep="\n", metavar="URL"),

@@ -2,15 +2,17 @@
 
 One keep-alive connection pool (``tunnel_core.httpio``, on aiohttp) is
 shared by every call of the process. Every request carries the Bearer runtime key, the client identity headers and
-the current ``X-Tunnel-MCP-Server-Info`` value.
+the current ``X-Tunnel-MCP-Server-Info`` value, plus the operator's ``--control-plane.extra-headers``
+(which can never replace one of the client's own headers).
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +22,8 @@ import anyio
 from tunnel_core import CLIENT_NAME, USER_AGENT, __version__
 from tunnel_core.httpio import HTTPPool
 from tunnel_core.wire.models import TunnelClientMetadata, TunnelResponsePayload, commands_from_poll_body
+
+log = logging.getLogger("tunnel_client.controlplane")
 
 RETRY_AFTER_CAP = 60.0
 WIRE_PROTOCOL_VERSION = "2026-08-25"
@@ -126,6 +130,7 @@ class ControlPlaneClient:
         instance_id: str,
         server_info: Callable[[], str],
         organization_id: str = "",
+        extra_headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._http = http
         self._root = f"{base_url.rstrip('/')}/v1/tunnels/{tunnel_id}"
@@ -141,7 +146,14 @@ class ControlPlaneClient:
         }
         if organization_id:
             static["OpenAI-Organization"] = organization_id
-        self._static = list(static.items())
+        own = {name.lower() for name in static} | {"x-tunnel-mcp-server-info"}
+        operator = []
+        for name, value in extra_headers:
+            if name.lower() in own:  # settings refuse these; a header given twice must never reach the wire
+                log.warning("control-plane extra header ignored: the client sets it", extra={"header": name})
+                continue
+            operator.append((name, value))
+        self._static = [*operator, *static.items()]
 
     def _headers(self, *extra: tuple[str, str]) -> list[tuple[str, str]]:
         return [*self._static, ("X-Tunnel-MCP-Server-Info", self._server_info()), *extra]

@@ -146,9 +146,8 @@ class Dispatcher:
             span.set("tunnel.response.accepted_status", status or 0)
         method, kind = _method(cmd), _request_kind(cmd)
         elapsed_ms = (anyio.current_time() - received_at) * 1000
-        self._metrics.end_to_end.labels(
-            "poll_to_response", self._tunnel_id, str(status or "failed"), kind, method, cmd.channel,
-        ).observe(elapsed_ms)
+        self._metrics.observe_end_to_end((self._tunnel_id, str(status or "failed"), kind, method, cmd.channel),
+                                         elapsed_ms, cmd.created_at)
         if status is None or not outcome:
             outcome = classify(reply.code, reply.body, status)
         self._traffic.add(cmd.request_id, cmd.channel, method, kind, reply.code, outcome, elapsed_ms)

@@ -50,7 +50,8 @@ class RelayMetrics:
         self.worker_occupancy = Gauge("dispatcher_worker_pool_occupancy", "MCP calls running", registry=r)
         self.end_to_end = Histogram(
             "command_end_to_end_latency_milliseconds",
-            "Time from poll receipt to the terminal response being accepted",
+            "Time to the terminal response being accepted, from poll receipt (latency_type=poll_to_response) "
+            "or from enqueue at the tunnel service, created_at (latency_type=enqueue_to_response)",
             ["latency_type", "tunnel_id", "tunnel_service_status", "request_kind", "request_method", "channel"],
             registry=r, buckets=LATENCY_MS_BUCKETS,
         )
@@ -73,19 +74,39 @@ class RelayMetrics:
 
     def observe_age(self, created_at: str) -> None:
         """Record enqueue -> poll receipt for a command's RFC 3339 ``created_at`` (ignored when absent/invalid)."""
-        if not created_at:
-            return
-        try:
-            enqueued = datetime.fromisoformat(created_at).timestamp()
-        except ValueError:
-            return
-        self.age.observe(max(0.0, time.time() - enqueued))
+        since = seconds_since(created_at)
+        if since is not None:
+            self.age.observe(since)
+
+    def observe_end_to_end(self, labels: tuple[str, ...], poll_elapsed_ms: float, created_at: str) -> None:
+        """One terminal response: ``poll_to_response`` always, ``enqueue_to_response`` when ``created_at`` is usable.
+
+        ``labels`` are the values after ``latency_type`` (tunnel_id, tunnel_service_status,
+        request_kind, request_method, channel). Enqueue time is the service's wall clock, so a
+        clock behind ours (negative elapsed time) records nothing rather than a wrong value.
+        """
+        since = seconds_since(created_at, clamp=False)
+        if since is not None and since >= 0:
+            self.end_to_end.labels("enqueue_to_response", *labels).observe(since * 1000)
+        self.end_to_end.labels("poll_to_response", *labels).observe(poll_elapsed_ms)
 
     def watch_stdio(self, targets: Mapping[str, Any]) -> None:
         """Expose restart counts and liveness of stdio children, read from the targets at scrape time."""
         stdio = {name: t for name, t in targets.items() if getattr(t, "kind", "") == "stdio"}
         if stdio:
             self.registry.register(_StdioCollector(stdio))
+
+
+def seconds_since(created_at: str, *, clamp: bool = True) -> float | None:
+    """Wall-clock seconds since an RFC 3339 time; None when absent or unparseable; clamped at 0 unless asked."""
+    if not created_at:
+        return None
+    try:
+        then = datetime.fromisoformat(created_at).timestamp()
+    except ValueError:
+        return None
+    elapsed = time.time() - then
+    return max(0.0, elapsed) if clamp else elapsed
 
 
 class _StdioCollector:
