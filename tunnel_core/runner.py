@@ -48,7 +48,7 @@ from tunnel_core.targets.base import ProbeResult, Target
 from tunnel_core.targets.harpoon import ChannelTable
 from tunnel_core.targets.headers import StaticHeaders
 from tunnel_core.targets.http import HTTPTarget
-from tunnel_core.wire.models import MCPServerInfo, ServerInfoChannel
+from tunnel_core.wire.messages import MCPServerInfo, ServerInfoChannel
 
 log = logging.getLogger("tunnel_client.runner")
 
@@ -127,7 +127,7 @@ def status_payload(settings: Settings, state: RuntimeState, targets: dict[str, T
         "mcp_resource_metadata_urls": state.oauth.result.candidates if state.oauth and state.oauth.result else [],
         **{k: v for k, v in route_summary(settings).items() if k != "ca_bundle"},
         "channels": channels,
-        "tunnel_metadata": state.metadata.model_dump() if state.metadata else None,
+        "tunnel_metadata": state.metadata.as_dict() if state.metadata else None,
         "tunnel_metadata_error": state.metadata_error,
         "last_poll_success": iso(state.last_poll_success),
         "last_poll_error": state.last_poll_error,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any, get_args
 
@@ -26,6 +27,7 @@ from tunnel_core.wire.models import (
     JsonRpcCommand,
     MCPServerInfo,
     PolledCommandList,
+    ResponsePayload,
     RespType,
     ServerInfoChannel,
     SessionTerminationCommand,
@@ -102,7 +104,7 @@ def base_command(**over: Any) -> dict[str, Any]:
 
 def test_unknown_fields_are_tolerated_and_kept() -> None:
     cmd = decode_command(base_command(future_field={"x": 1}))
-    assert cmd.model_extra == {"future_field": {"x": 1}}
+    assert cmd.extra == {"future_field": {"x": 1}}
 
 
 def test_missing_command_type_means_jsonrpc() -> None:
@@ -146,7 +148,8 @@ def test_unknown_command_type_keeps_the_request_id_for_logs() -> None:
 def test_metadata_tolerates_extra_management_fields() -> None:
     body = {"id": "tunnel_x", "name": "n", "description": "d", "owner": "someone", "created_at": 1}
     assert schema_errors("TunnelClientMetadata", body) == []
-    assert TunnelClientMetadata.model_validate(body).name == "n"
+    meta = TunnelClientMetadata.parse(json.dumps(body))
+    assert meta.name == "n" and meta.as_dict()["owner"] == "someone"
 
 
 def test_dev_service_error_bodies_match_the_api_error_schema() -> None:
@@ -161,32 +164,32 @@ def test_dev_service_error_bodies_match_the_api_error_schema() -> None:
 JSON_HEADERS = {"Content-Type": ["application/json"]}
 
 PRODUCED: list[Any] = [
-    pytest.param(TunnelResponsePayload(
+    pytest.param(ResponsePayload(
         request_id="r", resp_json={"jsonrpc": "2.0", "id": 1, "result": {"tools": []}},
         resp_headers={"Content-Type": ["application/json"], "Mcp-Session-Id": ["s1"]}, resp_code=200,
         resp_type="jsonrpc_response"), id="jsonrpc_response"),
-    pytest.param(TunnelResponsePayload(
+    pytest.param(ResponsePayload(
         request_id="r", channel="docs", resp_json={"jsonrpc": "2.0", "id": "a", "error": {
             "code": -32001, "message": "Unauthorized", "data": {"x": 1}}},
         resp_headers={"Content-Type": ["application/json"], "Www-Authenticate": ['Bearer realm="x"']}, resp_code=401,
         resp_type="jsonrpc_response"), id="preserved_target_error"),
-    pytest.param(TunnelResponsePayload(
+    pytest.param(ResponsePayload(
         request_id="r", resp_json={"jsonrpc": "2.0", "method": "notifications/progress",
                                    "params": {"progressToken": "t", "progress": 1, "total": 2}},
         resp_headers={"Content-Type": ["text/event-stream"]}, resp_code=200, resp_type="jsonrpc_notify"),
         id="jsonrpc_notify"),
-    pytest.param(TunnelResponsePayload(request_id="r", resp_code=202, resp_type="notify_ack"), id="notify_ack"),
-    pytest.param(TunnelResponsePayload(request_id="r", resp_code=502, resp_type="notify_ack"), id="notify_ack_502"),
-    pytest.param(TunnelResponsePayload(
+    pytest.param(ResponsePayload(request_id="r", resp_code=202, resp_type="notify_ack"), id="notify_ack"),
+    pytest.param(ResponsePayload(request_id="r", resp_code=502, resp_type="notify_ack"), id="notify_ack_502"),
+    pytest.param(ResponsePayload(
         request_id="r", resp_code=204, resp_headers={"Mcp-Session-Id": ["s1"]},
         resp_type="session_termination_response"), id="session_termination_response"),
-    pytest.param(TunnelResponsePayload(request_id="r", resp_code=400, resp_type="session_termination_response"),
+    pytest.param(ResponsePayload(request_id="r", resp_code=400, resp_type="session_termination_response"),
                  id="session_termination_unsupported_channel"),
-    pytest.param(TunnelResponsePayload(
+    pytest.param(ResponsePayload(
         request_id="r", channel="nope", resp_json={"jsonrpc": "2.0", "id": 3, "error": {
             "code": -32603, "message": 'Bad Request: unsupported channel "nope"'}},
         resp_headers=JSON_HEADERS, resp_code=400), id="unsupported_channel"),
-    pytest.param(TunnelResponsePayload(
+    pytest.param(ResponsePayload(
         request_id="r", resp_json=synthesized_error(None, 504, None), resp_code=504), id="failure_without_provenance"),
 ]
 
@@ -207,7 +210,7 @@ FAILURES = [
 
 
 @pytest.mark.parametrize("payload", PRODUCED)
-def test_produced_payload_matches_openapi(payload: TunnelResponsePayload) -> None:
+def test_produced_payload_matches_openapi(payload: ResponsePayload) -> None:
     assert_valid_response_payload(payload.wire())
 
 
@@ -217,7 +220,7 @@ def test_synthesized_failure_payload_matches_openapi_and_failure_schema(
     source: Any, kind: str, status: int, upstream: int | None, rpc_id: Any
 ) -> None:
     body = TargetFailure(source, kind, status, upstream).envelope(rpc_id)
-    payload = TunnelResponsePayload(request_id="req_1", resp_json=body, resp_headers=JSON_HEADERS,
+    payload = ResponsePayload(request_id="req_1", resp_json=body, resp_headers=JSON_HEADERS,
                                     resp_code=status, resp_type="jsonrpc_response").wire()
     assert_valid_response_payload(payload)
     failure = body["error"]["data"]["tunnel_failure"]
@@ -237,7 +240,7 @@ def test_every_failure_source_is_a_known_schema_value() -> None:
 
 
 def test_tunnel_failure_fields_are_the_published_ones() -> None:
-    assert set(TunnelFailure.model_fields) == set(FAILURE_SCHEMA["properties"])
+    assert {f.name for f in dataclasses.fields(TunnelFailure)} == set(FAILURE_SCHEMA["properties"])
 
 
 def test_resp_types_are_exactly_the_openapi_enum() -> None:
@@ -246,12 +249,12 @@ def test_resp_types_are_exactly_the_openapi_enum() -> None:
 
 
 def test_oauth_discovery_response_is_an_extension_outside_the_openapi_enum() -> None:
-    payload = TunnelResponsePayload(request_id="r", resp_code=404, resp_type="oauth_discovery_response").wire()
+    payload = ResponsePayload(request_id="r", resp_code=404, resp_type="oauth_discovery_response").wire()
     assert schema_errors("TunnelResponsePayload", payload)
 
 
 def test_wire_omits_empty_parts_but_always_sets_channel_and_type() -> None:
-    wire = TunnelResponsePayload(request_id="r", resp_json={}, resp_headers={}, resp_code=202,
+    wire = ResponsePayload(request_id="r", resp_json={}, resp_headers={}, resp_code=202,
                                  resp_type="notify_ack").wire()
     assert wire == {"request_id": "r", "channel": "main", "resp_code": 202, "resp_type": "notify_ack"}
 

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tunnel_core.config.durations import parse_duration
@@ -35,9 +35,12 @@ from tunnel_core.config.network import (
 )
 from tunnel_core.config.refs import is_reference, resolve_api_key
 from tunnel_core.config.specs import API_KEY_ENV_FALLBACKS, SPEC_BY_KEY, SPECS, Spec
-from tunnel_core.config.yamlfile import ConfigFile, load_config_file, yaml_value
 from tunnel_core.errors import ConfigError
-from tunnel_core.wire.models import CHANNEL_RE, MAIN_CHANNEL, TUNNEL_ID_RE
+from tunnel_core.wire.messages import CHANNEL_RE, MAIN_CHANNEL, TUNNEL_ID_RE
+
+if TYPE_CHECKING:
+    # The YAML schema (pydantic) is loaded only when a config file or profile is selected.
+    from tunnel_core.config.yamlfile import ConfigFile
 
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HARPOON_CHANNEL = "harpoon"
@@ -127,10 +130,16 @@ class _Sources:
                 return items, "env"
             return raw, "env"
         if self.file is not None:
-            value = yaml_value(self.file, spec.key)
+            value = _yaml_value(self.file, spec.key)
             if value is not None:
                 return value, "yaml"
         return spec.default, "default"
+
+
+def _yaml_value(file: ConfigFile, key: str) -> Any:
+    from tunnel_core.config.yamlfile import yaml_value
+
+    return yaml_value(file, key)
 
 
 def _duration(src: _Sources, key: str, *, allow_zero: bool = False) -> float:
@@ -252,7 +261,7 @@ def _api_key(src: _Sources) -> tuple[str, str]:
         return resolve_api_key("env:CONTROL_PLANE_API_KEY", setting="CONTROL_PLANE_API_KEY", env=src.env), (
             "env:CONTROL_PLANE_API_KEY"
         )
-    yaml_key = yaml_value(src.file, "control_plane.api_key") if src.file else None
+    yaml_key = _yaml_value(src.file, "control_plane.api_key") if src.file else None
     if yaml_key:
         if is_reference(yaml_key):
             return resolve_api_key(yaml_key, setting="control_plane.api_key", env=src.env), yaml_key
@@ -283,7 +292,11 @@ def load_settings(
 ) -> Settings:
     """Build settings from parsed flags (by ``Spec.dest``), environment and the selected YAML file."""
     selection = select_config_file(flags, env)
-    file = load_config_file(selection.path) if selection.path else None
+    file = None
+    if selection.path:
+        from tunnel_core.config.yamlfile import load_config_file
+
+        file = load_config_file(selection.path)
     src = _Sources(flags, env, file)
 
     base_url = _validate_url(_str(src, "control_plane.base_url"), _names(SPEC_BY_KEY["control_plane.base_url"]))

@@ -21,7 +21,7 @@ import anyio
 
 from tunnel_core import CLIENT_NAME, USER_AGENT, __version__
 from tunnel_core.httpio import HTTPPool
-from tunnel_core.wire.models import TunnelClientMetadata, TunnelResponsePayload, commands_from_poll_body
+from tunnel_core.wire.messages import ResponsePayload, TunnelClientMetadata, commands_from_poll_body
 
 log = logging.getLogger("tunnel_client.controlplane")
 
@@ -162,7 +162,7 @@ class ControlPlaneClient:
         resp = await self._http.request("GET", self._root, headers=self._headers(), timeout=timeout)
         if resp.status != 200:
             raise error_from_response(resp.status, _lower(resp.header_items()), resp.body)
-        return TunnelClientMetadata.model_validate_json(resp.body)
+        return TunnelClientMetadata.parse(resp.body)
 
     async def poll(
         self, *, limit: int, timeout: float, guardrail: float, channels: tuple[str, ...] | None
@@ -185,7 +185,7 @@ class ControlPlaneClient:
 
     async def post_response(
         self,
-        payload: TunnelResponsePayload,
+        payload: ResponsePayload,
         *,
         shard_token: str,
         client_request_id: str | None = None,

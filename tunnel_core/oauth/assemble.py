@@ -24,7 +24,7 @@ from tunnel_core.targets.base import Target
 from tunnel_core.targets.harpoon import HarpoonServer
 from tunnel_core.targets.harpoon_registry import HarpoonTarget, HostClassifier, Registry, register_discovered
 from tunnel_core.targets.http import HTTPTarget
-from tunnel_core.wire.models import MAIN_CHANNEL
+from tunnel_core.wire.messages import MAIN_CHANNEL
 
 # How long startup discovery waits for main's startup probe when --mcp.startup-wait-timeout is set.
 PROBE_SETTLE_SLACK = 3.0

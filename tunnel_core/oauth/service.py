@@ -15,7 +15,7 @@ from collections.abc import Callable
 from tunnel_core.oauth.discovery import Discoverer, DiscoveryResult
 from tunnel_core.oauth.state import DiscoveryState
 from tunnel_core.targets.base import Reply
-from tunnel_core.wire.models import MAIN_CHANNEL, HeaderMap, OAuthDiscoveryCommand
+from tunnel_core.wire.messages import MAIN_CHANNEL, HeaderMap, OAuthDiscoveryCommand
 
 log = logging.getLogger("tunnel_client.oauth")
 

@@ -18,12 +18,12 @@ from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.responder import Responder
 from tunnel_core.relay.traffic import TrafficRecorder, classify
 from tunnel_core.targets.base import Reply, Target
-from tunnel_core.wire.models import (
+from tunnel_core.wire.messages import (
     JsonRpcCommand,
     OAuthDiscoveryCommand,
     PolledCommand,
+    ResponsePayload,
     SessionTerminationCommand,
-    TunnelResponsePayload,
     header_value,
 )
 
@@ -156,8 +156,8 @@ class Dispatcher:
         self._traffic.add(cmd.request_id, cmd.channel, _method(cmd), _request_kind(cmd), 0, outcome,
                           (anyio.current_time() - received_at) * 1000)
 
-    def _payload(self, cmd: PolledCommand, reply: Reply) -> TunnelResponsePayload:
-        return TunnelResponsePayload(
+    def _payload(self, cmd: PolledCommand, reply: Reply) -> ResponsePayload:
+        return ResponsePayload(
             request_id=cmd.request_id,
             channel=cmd.channel,
             resp_json=reply.body,

@@ -24,7 +24,7 @@ from tunnel_core.relay.backoff import Backoff
 from tunnel_core.relay.dispatcher import Dispatcher
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.state import RuntimeState
-from tunnel_core.wire.models import CommandDecodeError, PolledCommand, decode_command
+from tunnel_core.wire.messages import CommandDecodeError, PolledCommand, decode_command
 
 log = logging.getLogger("tunnel_client.controlplane")
 

@@ -16,7 +16,7 @@ from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneErro
 from tunnel_core.httpio import NetworkErrors, PreSendErrors
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.relay.metrics import RelayMetrics
-from tunnel_core.wire.models import TunnelResponsePayload
+from tunnel_core.wire.messages import ResponsePayload
 
 log = logging.getLogger("tunnel_client.controlplane")
 
@@ -31,7 +31,7 @@ class Responder:
         self._metrics = metrics
 
     async def post(
-        self, payload: TunnelResponsePayload, *, shard_token: str, client_request_id: str | None = None
+        self, payload: ResponsePayload, *, shard_token: str, client_request_id: str | None = None
     ) -> int | None:
         """Deliver one reply; returns the accepting status (200, or 404 for already done) or None on failure."""
         terminal = payload.terminal

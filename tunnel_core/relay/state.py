@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from tunnel_core.targets.base import ProbeResult
-from tunnel_core.wire.models import TunnelClientMetadata
+from tunnel_core.wire.messages import TunnelClientMetadata
 
 if TYPE_CHECKING:
     from tunnel_core.oauth.state import DiscoveryState

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from tunnel_core.wire.models import HeaderMap, JsonRpcCommand, SessionTerminationCommand
+from tunnel_core.wire.messages import HeaderMap, JsonRpcCommand, SessionTerminationCommand
 
 ReplyType = Literal[
     "jsonrpc_response", "jsonrpc_notify", "notify_ack", "session_termination_response", "oauth_discovery_response"

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from tunnel_core.wire.models import FailureSource, HeaderMap, TunnelFailure
+from tunnel_core.wire.messages import FailureSource, HeaderMap, TunnelFailure
 from tunnel_core.wire.status import status_text
 
 

@@ -34,7 +34,7 @@ from tunnel_core.config.network import HarpoonSettings
 from tunnel_core.httpio import HTTPPool, NetworkErrors
 from tunnel_core.targets.base import Emit, ProbeResult, Reply, Target
 from tunnel_core.targets.harpoon_registry import LABEL_RE, HarpoonTarget, Registry
-from tunnel_core.wire.models import (
+from tunnel_core.wire.messages import (
     JsonRpcCommand,
     MCPServerInfo,
     ServerInfoChannel,

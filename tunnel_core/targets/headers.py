@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from tunnel_core.httpio import origin_of
-from tunnel_core.wire.models import HeaderMap
+from tunnel_core.wire.messages import HeaderMap
 
 # Never forwarded from the connector to the target: hop-by-hop headers, framing the relay
 # owns, client-IP claims, and the tunnel service's own internal auth and routing headers.

@@ -21,7 +21,7 @@ from tunnel_core.httpio import HTTPPool, NetworkErrors, StreamResponse
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure, classify_exception
 from tunnel_core.targets.headers import StaticHeaders, request_headers, response_headers, with_static
-from tunnel_core.wire.models import HeaderMap, JsonRpcCommand, SessionTerminationCommand
+from tunnel_core.wire.messages import HeaderMap, JsonRpcCommand, SessionTerminationCommand
 
 log = logging.getLogger("tunnel_client.mcpclient")
 

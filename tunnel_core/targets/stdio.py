@@ -32,7 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure
-from tunnel_core.wire.models import JsonRpcCommand, SessionTerminationCommand
+from tunnel_core.wire.messages import JsonRpcCommand, SessionTerminationCommand
 
 log = logging.getLogger("tunnel_client.process")
 
