@@ -1,7 +1,7 @@
-"""``python -m agent_tools``: serve the agent tools on stdio."""
+"""``python -m agent_tools``: serve the agent tools on stdio (the fast front; the SDK server is its child)."""
 
 import sys
 
-from agent_tools.server import main
+from agent_tools.front import main
 
 sys.exit(main())

@@ -340,7 +340,7 @@ def cmd_assistant(args: argparse.Namespace, io: IO) -> int:
 
 
 def cmd_mcp_server(args: argparse.Namespace, io: IO) -> int:
-    from agent_tools.server import main
+    from agent_tools.front import main
 
     return main()
 

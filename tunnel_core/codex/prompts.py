@@ -5,11 +5,13 @@ SERVER_INSTRUCTIONS       the agent tool server's MCP ``instructions`` (Codex sh
 ASSISTANT_INSTRUCTIONS    developer instructions of a ``codex assistant`` thread
 STARTER_PROMPTS           the plugin's starter prompts (MCP prompts; the first three are the
                           plugin.json ``defaultPrompt`` list, checked by a test)
+
+Standard library only: the agent tools' stdio front serves these before anything heavy loads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SUPERVISION_RULES = (
     "Pass keys only as references (env:NAME or file:/path), never as values.",
@@ -51,8 +53,7 @@ control_plane_poll_health separately.
 Keep answers short: the steps, the commands, and how to check the result."""
 
 
-@dataclass(frozen=True, slots=True)
-class StarterPrompt:
+class StarterPrompt(NamedTuple):
     name: str
     title: str
     description: str
