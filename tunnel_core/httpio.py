@@ -184,6 +184,28 @@ class StreamResponse:
         return await self._resp.read()
 
 
+class _LoggedStreamResponse(StreamResponse):
+    """A streamed response whose body is also written to the raw HTTP log as it is read."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, url: str) -> None:
+        super().__init__(resp)
+        self._url = url
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        from tunnel_core import rawhttp
+
+        async for chunk in StreamResponse.aiter_bytes(self):
+            rawhttp.log_body(self._url, chunk)
+            yield chunk
+
+    async def aread(self) -> bytes:
+        from tunnel_core import rawhttp
+
+        data = await StreamResponse.aread(self)
+        rawhttp.log_body(self._url, data)
+        return data
+
+
 _NO_EXTRA: dict[str, Any] = {}
 
 
@@ -207,6 +229,7 @@ class HTTPPool:
         client_cert_context: ssl.SSLContext | None = None,
         client_cert_origin: str = "",
         unix_socket: str = "",
+        raw_log: bool = False,
     ) -> None:
         self._max = max_connections
         self._keepalive = keepalive_expiry
@@ -220,6 +243,7 @@ class HTTPPool:
         # The common case (no proxy, no scoped certificate) adds nothing per request.
         self._plain = self._proxy is None and self._cert_ctx is None
         self._routes: dict[str, dict[str, Any]] = {}
+        self._raw = raw_log  # --log.http-raw-unsafe (tunnel_core.rawhttp); off: one boolean test per request
 
     @property
     def proxy(self) -> ProxyRoute | None:
@@ -271,12 +295,19 @@ class HTTPPool:
         timeout: float | None = 30.0,
     ) -> Response:
         extra = _NO_EXTRA if self._plain else self._route(url)
+        if self._raw:
+            from tunnel_core import rawhttp
+
+            rawhttp.log_request(method, url, headers, content)
         async with self._get().request(
             method, url, headers=headers, data=content, timeout=self._timeout(timeout), allow_redirects=False,
             **extra,
         ) as resp:
             body = await resp.read()
-            return Response(resp.status, _items(resp.raw_headers), body)
+            out = Response(resp.status, _items(resp.raw_headers), body)
+        if self._raw:
+            rawhttp.log_response(url, out.status, out.headers, body)
+        return out
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -289,11 +320,19 @@ class HTTPPool:
         timeout: float | None = 30.0,
     ) -> AsyncIterator[StreamResponse]:
         extra = _NO_EXTRA if self._plain else self._route(url)
+        if self._raw:
+            from tunnel_core import rawhttp
+
+            rawhttp.log_request(method, url, headers, content)
         async with self._get().request(
             method, url, headers=headers, data=content, timeout=self._timeout(timeout), allow_redirects=False,
             **extra,
         ) as resp:
-            yield StreamResponse(resp)
+            if self._raw:
+                rawhttp.log_response(url, resp.status, _items(resp.raw_headers), None, streamed=True)
+                yield _LoggedStreamResponse(resp, url)
+            else:
+                yield StreamResponse(resp)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -58,6 +58,7 @@ def mcp_pool(settings: Settings, binding: Binding, tls: TLSContexts, *, max_conn
         client_cert_context=tls.with_cert(cert, key) if cert else None,
         client_cert_origin=binding.url if cert else "",
         unix_socket=binding.unix_socket,
+        raw_log=settings.http_raw_unsafe,
     )
 
 

@@ -53,6 +53,8 @@ from tunnel_core.wire.messages import MCPServerInfo, ServerInfoChannel
 log = logging.getLogger("tunnel_client.runner")
 
 SHUTDOWN_GRACE = 5.0
+RAW_HTTP_WARNING = ("raw HTTP logging is on (--log.http-raw-unsafe): MCP request and response bodies are "
+                    "written to the log at debug level; known secrets are masked, other private data is not")
 
 
 @dataclass(slots=True)
@@ -133,7 +135,8 @@ def status_payload(settings: Settings, state: RuntimeState, targets: dict[str, T
         "last_poll_error": state.last_poll_error,
         "ready": ready,
         "ready_reason": reason,
-        "warnings": [],
+        "raw_http_logging_enabled": settings.http_raw_unsafe,
+        "warnings": [RAW_HTTP_WARNING] if settings.http_raw_unsafe else [],
         "process": _process_facts(),
     }
 
@@ -195,6 +198,8 @@ async def run_client(
     url_file = Path(settings.health_url_file) if settings.health_url_file else None
     pid_file = Path(settings.pid_file) if settings.pid_file else None
     log_buffer = logs.install_buffer(settings.log_buffer_events)
+    if settings.http_raw_unsafe:
+        log.warning(RAW_HTTP_WARNING, extra={"log_level": settings.log_level})
     owns_tracing = tracing.configure_from_env(os.environ)
     try:
         async with anyio.create_task_group() as outer:
@@ -221,6 +226,8 @@ async def run_client(
             )
             if announce:
                 announce(ops.url)
+            if settings.open_browser:
+                _open_web_ui(ops.url)
             handle.ready_url.set()
             async with anyio.create_task_group() as work:
                 for t in targets.values():
@@ -259,6 +266,15 @@ async def run_client(
         logs.remove_buffer(log_buffer)
         if owns_tracing:
             tracing.shutdown()
+
+
+def _open_web_ui(base_url: str) -> None:
+    if base_url.startswith("http+unix://"):
+        log.warning("--open-web-ui: the operator listener is a Unix socket, which a browser cannot open")
+        return
+    from tunnel_core.opsserver.browser import open_ui
+
+    open_ui(base_url + "/ui", os.environ)
 
 
 async def _fetch_metadata(cp: ControlPlaneClient, state: RuntimeState) -> None:

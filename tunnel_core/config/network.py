@@ -41,6 +41,8 @@ RESERVED_CONTROL_PLANE_HEADERS = frozenset({
     "x-tunnel-shard-token", "x-client-request-id",
 })
 
+HARPOON_TRANSPORTS = ("http-streamable",)
+
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -103,6 +105,8 @@ class HarpoonSettings:
     hosts_include_regex: tuple[str, ...] = ()
     hosts_include_loopback: bool = True
     hosts_include_private: bool = True
+    additional_transports: tuple[str, ...] = ()  # "http-streamable": also served at /harpoon/mcp
+    capture_payloads: bool = False  # keep call bodies for /api/harpoon/calls
 
 
 # ---- value forms --------------------------------------------------------------------------------

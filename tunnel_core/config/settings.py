@@ -97,6 +97,9 @@ class Settings:
     network: NetworkSettings = field(default_factory=lambda: NetworkSettings())
     harpoon: HarpoonSettings = field(default_factory=lambda: HarpoonSettings())
     health_unix_socket: str = ""
+    http_raw_unsafe: bool = False  # --log.http-raw-unsafe: MCP HTTP exchanges logged at debug (masked)
+    open_browser: bool = False  # --open-web-ui
+    proxy_check_interval: float = 60.0  # --proxy.check-interval, seconds
 
     @property
     def control_plane_url(self) -> str:
@@ -388,6 +391,8 @@ def load_settings(
         log_buffer_events=_int(src, "admin_ui.log_buffer_events", 1, 100000),
         network=network,
         harpoon=harpoon,
+        http_raw_unsafe=_bool(src, "log.http_raw_unsafe"),
+        open_browser=_bool(src, "admin_ui.open_browser"),
         health_unix_socket=path_value(_str(src, "health.unix_socket"), _names(SPEC_BY_KEY["health.unix_socket"]),
                                       env),
     )
