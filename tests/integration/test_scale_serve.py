@@ -64,10 +64,12 @@ def test_serve_production_mode_tls_keys_by_reference_limits_health_and_metrics(
     key_file.write_text(runtime_key + "\n")
     key_file.chmod(0o600)
     admin_key = "ak_test_" + "z" * 24
+    caller_token = "ct_test_" + "y" * 24
     tunnel = new_tunnel_id()
-    env = base_env(tmp_path, ADMIN_KEY=admin_key, REDIS_URL=redis_server.url)
+    env = base_env(tmp_path, ADMIN_KEY=admin_key, REDIS_URL=redis_server.url, CALLER_TOKEN=caller_token)
     proc = Proc([TUNNEL_CLIENT, "serve", "--listen", "127.0.0.1:0", "--tunnel-id", tunnel,
                  "--runtime-api-key", f"file:{key_file}", "--admin-api-key", "env:ADMIN_KEY",
+                 "--caller-token", f"{tunnel}=env:CALLER_TOKEN",
                  "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--max-request-body", "64KiB",
                  "--rate-limit", "2", "--rate-limit-burst", "5", "--engine-queue-backend", "redis",
                  "--engine-redis-url", "env:REDIS_URL", "--instance-id", "edge-1", "--log.format", "json"], env)
@@ -80,7 +82,8 @@ def test_serve_production_mode_tls_keys_by_reference_limits_health_and_metrics(
         health = http.get(base + "/healthz")
         assert health.status_code == 200
         assert health.json() | {"uptime_seconds": 0} == {"status": "ok", "instance_id": "edge-1",
-                                                         "queue_backend": "redis", "uptime_seconds": 0}
+                                                         "queue_backend": "redis", "uptime_seconds": 0,
+                                                         "front_door_auth": "token"}
         assert http.get(base + "/readyz").status_code == 200
         admin = http.get(f"{base}/v1/tunnels/{tunnel}", headers={"Authorization": f"Bearer {admin_key}"})
         assert admin.status_code == 200 and admin.json()["id"] == tunnel
@@ -95,6 +98,7 @@ def test_serve_production_mode_tls_keys_by_reference_limits_health_and_metrics(
 
         s = Session(f"{base}/v1/mcp/{tunnel}")
         s.client = http
+        s.headers["X-Tunnel-Caller-Token"] = caller_token
         s.initialize()  # 2 requests of the burst of 5
         assert result_text(s.call("echo", {"text": "over tls"})) == "over tls"
         statuses = [s.call("echo", {"text": "again"}) for _ in range(3)]
@@ -112,14 +116,15 @@ def test_serve_production_mode_tls_keys_by_reference_limits_health_and_metrics(
         if run is not None:
             run.proc.kill()
         proc.kill()
-    assert runtime_key not in proc.output() and admin_key not in proc.output()
+    assert runtime_key not in proc.output() and admin_key not in proc.output() and caller_token not in proc.output()
 
 
 def test_serve_refuses_a_key_given_inline_and_an_unreachable_redis(tmp_path: Path) -> None:
     env = base_env(tmp_path, K="rk_" + "a" * 20)
     inline = Proc([TUNNEL_CLIENT, "serve", "--runtime-api-key", "rk_plainkey"], env)
     assert inline.wait() == 1 and "give a reference" in inline.output()
-    down = Proc([TUNNEL_CLIENT, "serve", "--runtime-api-key", "env:K", "--engine-queue-backend", "redis",
+    down = Proc([TUNNEL_CLIENT, "serve", "--tunnel-id", new_tunnel_id(), "--runtime-api-key", "env:K",
+                 "--engine-queue-backend", "redis",
                  "--engine-redis-url", "redis://:hunter2@127.0.0.1:1/0", "--listen", "127.0.0.1:0"], env)
     assert down.wait() == 1
     assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in down.output()

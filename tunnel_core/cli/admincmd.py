@@ -1,4 +1,4 @@
-"""``tunnel-client admin [--json] tunnels ...`` and ``tunnel-client admin-profiles ...``.
+"""``tunnel-client admin [--json] tunnels|runtime-keys|caller-tokens ...`` and ``tunnel-client admin-profiles ...``.
 
 Flags of the ``admin`` group (``--json``, ``--admin-key``, ``--control-plane.base-url``,
 ``--control-plane.url-path``, ``--ca-bundle``) are accepted before or after the subcommand,
@@ -89,7 +89,32 @@ def register(sub: Any) -> None:
     _scope_flags(d)
     d.set_defaults(handler=_json_errors(cmd_delete))
 
+    for kind, noun, secret_help in (
+            ("runtime_key", "runtime-keys", "a runtime key: tunnel-client run presents it (CONTROL_PLANE_API_KEY) and "
+             "it opens this tunnel's poll, response and metadata routes only"),
+            ("caller_token", "caller-tokens", "a caller token: MCP clients send it in the X-Tunnel-Caller-Token "
+             "header to call this tunnel's front door")):
+        _register_credentials(asub, common, kind, noun, secret_help)
+
     _register_profiles(sub)
+
+
+def _register_credentials(asub: Any, common: argparse.ArgumentParser, kind: str, noun: str, secret_help: str) -> None:
+    label = noun.rstrip("s").replace("-", " ")
+    group = asub.add_parser(
+        noun, parents=[common], help=f"mint, list or revoke a tunnel's {noun.replace('-', ' ')} (self-hosted serve)",
+        description=f"Each {label} is {secret_help}. It is shown once, when created, and stored hashed. Needs an "
+        "admin key that may manage the tunnel (one of its organization, or an unscoped key).",
+    )
+    gsub = group.add_subparsers(dest=f"{kind}_command", metavar="COMMAND")
+    group.set_defaults(handler=lambda a, io: (group.print_help(io.stdout), 0)[1])
+    for action, help_text in (("create", f"mint a {label} (printed once)"), ("list", f"list the {noun} (ids only)"),
+                              ("revoke", f"revoke a {label} by id")):
+        p = gsub.add_parser(action, parents=[common], help=help_text)
+        p.add_argument("--tunnel-id", default="", metavar="ID", help="the tunnel (required)")
+        if action == "revoke":
+            p.add_argument("credential_id", metavar="ID", help=f"the {label} id ({'rk_' if kind == 'runtime_key' else 'ct_'}...)")
+        p.set_defaults(handler=_json_errors(_credential_command(kind, action)), credential_kind=kind)
 
 
 # ---------------------------------------------------------------------------- admin tunnels
@@ -218,6 +243,52 @@ def cmd_delete(args: argparse.Namespace, io: IO) -> int:
         tunnel = client.delete(args.tunnel_id.strip())
     _print_tunnel(args, io, tunnel)
     return 0
+
+
+def _credential_command(kind: str, action: str) -> Callable[[argparse.Namespace, IO], int]:
+    def run(args: argparse.Namespace, io: IO) -> int:
+        from tunnel_core.errors import UsageError
+
+        tunnel_id = args.tunnel_id.strip()
+        if not tunnel_id:
+            raise UsageError("tunnel id is required (set --tunnel-id)")
+        with _client(args, io) as client:
+            if action == "create":
+                result = client.create_credential(tunnel_id, kind)
+            elif action == "list":
+                result = client.list_credentials(tunnel_id, kind)
+            else:
+                result = client.revoke_credential(tunnel_id, kind, args.credential_id.strip())
+        if getattr(args, "json", False):
+            io.out(json.dumps(result.output(), indent=2))
+        elif action == "list":
+            for c in result.items:
+                io.out(f"{c.id}\tcreated {_when(c.created_at)}\t{c.creator}")
+        else:
+            _print_credential(io, kind, action, result)
+        return 0
+
+    return run
+
+
+def _when(epoch: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _print_credential(io: IO, kind: str, action: str, c: Any) -> None:
+    label = "Runtime key" if kind == "runtime_key" else "Caller token"
+    if action == "revoke":
+        io.out(f"{label} {c.id} of tunnel {c.tunnel_id} revoked")
+        return
+    io.out(f"{label} {c.id} for tunnel {c.tunnel_id}")
+    io.out(f"  {'Key' if kind == 'runtime_key' else 'Token'} (shown once; store it now): {c.key or c.token}")
+    if kind == "runtime_key":
+        io.out("  Use: put it in a 0600 file and run tunnel-client run --control-plane.api-key file:/path "
+               f"--control-plane.tunnel-id {c.tunnel_id} ...")
+    else:
+        io.out("  Use: configure the MCP client to send it in the X-Tunnel-Caller-Token header")
 
 
 # ---------------------------------------------------------------------------- admin-profiles

@@ -50,13 +50,24 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="address to serve on (0.0.0.0:8080 in a container)")
-    s.add_argument("--tunnel-id", action="append", default=[], metavar="ID", help="tunnel to serve (repeatable)")
-    s.add_argument("--runtime-api-key", action="append", default=[], metavar="REF",
-                   help="runtime key clients present, env:NAME or file:/path (repeatable, for rotation; "
-                   "default env:CONTROL_PLANE_API_KEY)")
+    s.add_argument("--tunnel-id", action="append", default=[], metavar="ID",
+                   help="tunnel to serve (repeatable; none by default: tunnels may also be created with the admin API)")
+    s.add_argument("--runtime-api-key", action="append", default=[], metavar="[TUNNEL_ID=]REF",
+                   help="runtime key clients present, env:NAME or file:/path (repeatable, for rotation); "
+                   "TUNNEL_ID=REF binds it to that tunnel, a bare REF is valid for the --tunnel-id tunnels "
+                   "(default env:CONTROL_PLANE_API_KEY when --tunnel-id is given)")
+    s.add_argument("--caller-token", action="append", default=[], metavar="TUNNEL_ID=REF",
+                   help="caller token for one tunnel's front door (header X-Tunnel-Caller-Token), env:NAME or "
+                   "file:/path (repeatable); more are minted with 'tunnel-client admin caller-tokens create'")
+    s.add_argument("--front-door-auth", action="append", default=[], metavar="[TUNNEL_ID=]token|none",
+                   help="whether front-door callers need a caller token: token (default) or none, for every "
+                   "tunnel or, with TUNNEL_ID=, for one (repeatable); none is logged as a warning")
     s.add_argument("--admin-api-key", action="append", default=[], metavar="[ORG=]REF",
-                   help="admin key for the tunnel CRUD API, env:NAME or file:/path (repeatable)")
-    s.add_argument("--data-dir", default="", metavar="DIR", help="keep admin-created tunnels here (SQLite)")
+                   help="admin key for the tunnel and credential API, env:NAME or file:/path (repeatable); "
+                   "ORG=REF limits the key to tunnels of organization ORG")
+    s.add_argument("--data-dir", default="", metavar="DIR",
+                   help="keep admin-created tunnels and credentials here (SQLite; inmem queue only: with "
+                   "redis they live in Redis)")
     s.add_argument("--response-timeout", default="30s", metavar="DURATION",
                    help="response_timeout given to each front-door command")
     add_engine_flags(s)
@@ -66,6 +77,9 @@ def register(sub: Any) -> None:
     s.add_argument("--tls-key-file", default="", metavar="PATH", help="PEM private key of --tls-cert-file")
     s.add_argument("--tls-key-password", default="", metavar="REF",
                    help="password of an encrypted --tls-key-file, env:NAME or file:/path")
+    s.add_argument("--tls-client-ca-file", default="", metavar="PATH",
+                   help="require a client certificate signed by a CA in this PEM file on every connection "
+                   "(mutual TLS; needs --tls-cert-file)")
     s.add_argument("--max-request-body", default="4MiB", metavar="SIZE",
                    help="largest request body accepted (413 request_body_too_large above it)")
     s.add_argument("--rate-limit", type=float, default=0.0, metavar="RPS",
@@ -98,32 +112,101 @@ def parse_size(value: str, flag: str) -> int:
     return n * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
 
 
-def build_options(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
-    """ServeOptions from the command line; every secret is resolved from its reference here."""
-    from pathlib import Path
-
-    from tunnel_core.cli.flags import duration_flag as _duration
-    from tunnel_core.config.refs import is_reference, resolve_api_key, resolve_ref
-    from tunnel_core.devproxy import DEFAULT_TUNNEL_ID
-    from tunnel_core.devservice.admin import split_admin_key_spec
-    from tunnel_core.devservice.serve import ServeOptions
+def _bound(spec: str, flag: str) -> tuple[str | None, str]:
+    """``TUNNEL_ID=REF`` -> (tunnel id, ref); a bare ``REF`` -> (None, ref). Checks the id and that REF is a reference."""
+    from tunnel_core.config.refs import is_reference
     from tunnel_core.errors import ConfigError
     from tunnel_core.ops.samples import check_tunnel_id
 
-    runtime_keys: set[str] = set()
-    for ref in args.runtime_api_key or ["env:CONTROL_PLANE_API_KEY"]:
-        if not is_reference(ref):
-            raise ConfigError("--runtime-api-key: give a reference (env:NAME or file:/path), not the key itself")
-        runtime_keys.add(resolve_api_key(ref, setting="--runtime-api-key", env=env))
+    spec = spec.strip()
+    tunnel_id: str | None = None
+    if not is_reference(spec) and "=" in spec:
+        head, spec = spec.split("=", 1)
+        tunnel_id = check_tunnel_id(head, f"{flag} {head}=...")
+    if not is_reference(spec):
+        raise ConfigError(f"{flag}: give a reference (env:NAME or file:/path), not the key itself")
+    return tunnel_id, spec
+
+
+def front_door_policy(specs: list[str]) -> Any:
+    """The FrontDoorPolicy of ``--front-door-auth`` values (``token``, ``none``, ``TUNNEL_ID=token|none``)."""
+    from tunnel_core.devservice.credentials import FrontDoorPolicy
+    from tunnel_core.errors import ConfigError
+    from tunnel_core.ops.samples import check_tunnel_id
+
+    default = True
+    open_: set[str] = set()
+    closed: set[str] = set()
+    for spec in specs:
+        tunnel, _, mode = spec.strip().rpartition("=")
+        if mode not in ("token", "none"):
+            raise ConfigError(f"--front-door-auth: {spec!r} is invalid; use token, none or TUNNEL_ID=token|none")
+        if not tunnel:
+            default = mode == "token"
+            continue
+        check_tunnel_id(tunnel, "--front-door-auth")
+        (closed if mode == "token" else open_).add(tunnel)
+        (open_ if mode == "token" else closed).discard(tunnel)
+    return FrontDoorPolicy(default=default, open_tunnels=frozenset(open_), closed_tunnels=frozenset(closed))
+
+
+def _credentials(args: argparse.Namespace, env: Mapping[str, str], tunnel_ids: list[str]) -> dict[str, Any]:
+    """Runtime keys, caller tokens and admin keys from the flags, resolved; every secret distinct."""
+    from tunnel_core.config.refs import is_reference, resolve_api_key
+    from tunnel_core.devservice.admin import split_admin_key_spec
+    from tunnel_core.errors import ConfigError
+
+    unbound: set[str] = set()
+    bound: list[tuple[str, str]] = []
+    runtime_specs = args.runtime_api_key or (["env:CONTROL_PLANE_API_KEY"] if tunnel_ids else [])
+    for spec in runtime_specs:
+        tunnel_id, ref = _bound(spec, "--runtime-api-key")
+        key = resolve_api_key(ref, setting="--runtime-api-key", env=env)
+        if tunnel_id is None:
+            unbound.add(key)
+        else:
+            bound.append((tunnel_id, key))
+    callers: list[tuple[str, str]] = []
+    for spec in args.caller_token:
+        tunnel_id, ref = _bound(spec, "--caller-token")
+        if tunnel_id is None:
+            raise ConfigError(f"--caller-token {ref}: bind it to a tunnel, TUNNEL_ID={ref}")
+        callers.append((tunnel_id, resolve_api_key(ref, setting="--caller-token", env=env)))
+    runtime = unbound | {k for _, k in bound}
+    if runtime & {t for _, t in callers}:
+        raise ConfigError("--caller-token: caller tokens must differ from the runtime keys")
     admin_keys: dict[str, str | None] = {}
     for spec in args.admin_api_key:
         org, ref = split_admin_key_spec(spec)
         if not is_reference(ref):
             raise ConfigError("--admin-api-key: give a reference (env:NAME or file:/path), not the key itself")
         key = resolve_api_key(ref, setting="--admin-api-key", env=env)
-        if key in runtime_keys:
-            raise ConfigError(f"--admin-api-key {ref}: admin keys must differ from the runtime keys")
+        if key in runtime or key in {t for _, t in callers}:
+            raise ConfigError(f"--admin-api-key {ref}: admin keys must differ from the runtime keys and caller tokens")
         admin_keys[key] = org
+    return {"runtime_keys": unbound, "bound_runtime_keys": bound, "caller_tokens": callers, "admin_keys": admin_keys}
+
+
+def build_options(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
+    """ServeOptions from the command line; every secret is resolved from its reference here."""
+    from pathlib import Path
+
+    from tunnel_core.cli.flags import duration_flag as _duration
+    from tunnel_core.config.refs import is_reference, resolve_ref
+    from tunnel_core.devservice.serve import ServeOptions
+    from tunnel_core.errors import ConfigError
+    from tunnel_core.ops.samples import check_tunnel_id
+
+    tunnel_ids = [check_tunnel_id(t) for t in args.tunnel_id]
+    creds = _credentials(args, env, tunnel_ids)
+    served = list(dict.fromkeys([*tunnel_ids, *(t for t, _ in creds["bound_runtime_keys"])]))
+    if not served and not creds["admin_keys"]:
+        raise ConfigError("serve: nothing to serve; give --tunnel-id ID (with --runtime-api-key), or "
+                          "--admin-api-key to create tunnels through the admin API")
+    if args.tls_client_ca_file and not args.tls_cert_file:
+        raise ConfigError("--tls-client-ca-file: needs --tls-cert-file and --tls-key-file (mutual TLS is TLS)")
+    if args.tls_client_ca_file and not Path(args.tls_client_ca_file).is_file():
+        raise ConfigError(f"--tls-client-ca-file: {args.tls_client_ca_file} is not a readable file")
     if bool(args.tls_cert_file) != bool(args.tls_key_file):
         raise ConfigError("--tls-cert-file and --tls-key-file: give both (PEM certificate chain and its key)")
     for flag, path in (("--tls-cert-file", args.tls_cert_file), ("--tls-key-file", args.tls_key_file)):
@@ -141,8 +224,10 @@ def build_options(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
             raise ConfigError(f"{flag}: must not be negative")
     kind, url = engine_settings(args, env)
     return ServeOptions(
-        listen=args.listen, tunnel_ids=[check_tunnel_id(t) for t in args.tunnel_id] or [DEFAULT_TUNNEL_ID],
-        runtime_keys=runtime_keys, admin_keys=admin_keys, data_dir=args.data_dir,
+        listen=args.listen, tunnel_ids=served, runtime_keys=creds["runtime_keys"],
+        unbound_key_tunnels=frozenset(tunnel_ids), bound_runtime_keys=creds["bound_runtime_keys"],
+        caller_tokens=creds["caller_tokens"], front_door=front_door_policy(args.front_door_auth),
+        admin_keys=creds["admin_keys"], data_dir=args.data_dir, tls_client_ca_file=args.tls_client_ca_file,
         response_timeout=_duration(args.response_timeout, "--response-timeout"),
         queue_backend=kind or env.get("TUNNEL_ENGINE_QUEUE_BACKEND", "") or "inmem", redis_url=url or "",
         instance_id=args.instance_id, tls_cert_file=args.tls_cert_file, tls_key_file=args.tls_key_file,
@@ -166,7 +251,8 @@ def cmd_serve(args: argparse.Namespace, io: IO) -> int:
     from tunnel_core.logs import add_secret_value, setup_logging
 
     options = build_options(args, io.env)
-    for secret in [*options.runtime_keys, *options.admin_keys, options.tls_key_password]:
+    for secret in [*options.runtime_keys, *options.admin_keys, options.tls_key_password,
+                   *(k for _, k in options.bound_runtime_keys), *(t for _, t in options.caller_tokens)]:
         if secret:
             add_secret_value(secret)
     setup_logging(level=args.log_level, fmt=args.log_format)
@@ -178,7 +264,7 @@ def cmd_serve(args: argparse.Namespace, io: IO) -> int:
     def on_ready(served: Served) -> None:
         desc = {"control_plane_base_url": served.base_url, "instance_id": served.instance_id,
                 "queue_backend": options.queue_backend, "health_url": f"{served.base_url}/healthz",
-                "metrics_url": f"{served.base_url}/metrics",
+                "metrics_url": f"{served.base_url}/metrics", "front_door_auth": options.front_door.describe(),
                 "tunnels": [{"tunnel_id": t, "mcp_url": f"{served.base_url}/v1/mcp/{t}"} for t in options.tunnel_ids]}
         if args.url_file:
             atomic_write(Path(args.url_file), json.dumps(desc, indent=2) + "\n")

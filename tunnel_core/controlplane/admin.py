@@ -1,4 +1,6 @@
-"""Admin control-plane client: tunnel CRUD on ``/v1/tunnels`` with the admin key only.
+"""Admin control-plane client: tunnel CRUD on ``/v1/tunnels``, and the runtime keys and caller tokens of a
+tunnel (``/v1/tunnels/{id}/runtime_keys``, ``/caller_tokens``; a self-hosted ``tunnel-client serve``
+extension), with the admin key only.
 
 Used by one-shot CLI commands (``admin tunnels``, ``runtimes``), so it is a plain synchronous
 httpx2 client. Errors:
@@ -45,6 +47,8 @@ ADMIN_MITIGATIONS: dict[str, str] = {
         "select or pass the intended organization ID before managing tunnels",
     "invalid_api_key": "check the admin key reference (--admin-key or OPENAI_ADMIN_KEY) and that the key is active",
     "tunnel_not_found": "check the tunnel id; list tunnels with 'tunnel-client admin tunnels list --organization-id ...'",
+    "runtime_key_not_found": "list the tunnel's keys with 'tunnel-client admin runtime-keys list --tunnel-id ...'",
+    "caller_token_not_found": "list the tunnel's tokens with 'tunnel-client admin caller-tokens list --tunnel-id ...'",
 }
 
 
@@ -88,6 +92,42 @@ class AdminTunnelList(BaseModel):
 
     def output(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tunnels": [t.model_copy(update={"request_id": ""}).output() for t in self.tunnels]}
+        if self.request_id:
+            out["request_id"] = self.request_id
+        return out
+
+
+CREDENTIAL_KINDS = {"runtime_key": "key", "caller_token": "token"}  # kind -> field holding the secret on create
+
+
+class AdminCredential(BaseModel):
+    """A runtime key or caller token of a tunnel; ``key`` / ``token`` only in the answer that minted it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    key: str | None = None
+    token: str | None = None
+    tunnel_id: str = ""
+    object: str = ""
+    created_at: int = 0
+    creator: str = ""
+    revoked: bool | None = None
+    request_id: str = ""
+
+    def output(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude={"request_id"} if not self.request_id else set())
+
+
+class AdminCredentialList(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str
+    items: list[AdminCredential] = []
+    request_id: str = ""
+
+    def output(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f"{self.kind}s": [c.output() for c in self.items]}
         if self.request_id:
             out["request_id"] = self.request_id
         return out
@@ -379,3 +419,28 @@ class AdminClient:
         suffix = "/" + quote(tunnel_id, safe="")
         data, rid = self._call("DELETE", suffix)
         return self._tunnel(data, rid, "DELETE", self._path(suffix))
+
+    def create_credential(self, tunnel_id: str, kind: str) -> AdminCredential:
+        """Mint a ``runtime_key`` or ``caller_token`` for one tunnel; the answer holds the secret (once)."""
+        suffix = f"/{quote(tunnel_id, safe='')}/{kind}s"
+        data, rid = self._call("POST", suffix, body={})
+        return self._credential(data, rid, "POST", self._path(suffix), secret=CREDENTIAL_KINDS[kind])
+
+    def list_credentials(self, tunnel_id: str, kind: str) -> AdminCredentialList:
+        suffix = f"/{quote(tunnel_id, safe='')}/{kind}s"
+        data, rid = self._call("GET", suffix)
+        items = data.get(f"{kind}s") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise AdminTransportError(f"request GET {self._path(suffix)}: decode response: no {kind}s list")
+        return AdminCredentialList.model_validate({"kind": kind, "items": items, "request_id": rid})
+
+    def revoke_credential(self, tunnel_id: str, kind: str, credential_id: str) -> AdminCredential:
+        suffix = f"/{quote(tunnel_id, safe='')}/{kind}s/{quote(credential_id, safe='')}"
+        data, rid = self._call("DELETE", suffix)
+        return self._credential(data, rid, "DELETE", self._path(suffix))
+
+    def _credential(self, data: Any, request_id: str, method: str, path: str, secret: str = "") -> AdminCredential:
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or (
+                secret and not isinstance(data.get(secret), str)):
+            raise AdminTransportError(f"request {method} {path}: decode response: no credential object")
+        return AdminCredential.model_validate({**data, "request_id": request_id})

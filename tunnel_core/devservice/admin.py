@@ -6,14 +6,20 @@ Routes (``Authorization: Bearer <admin key>``):
 ``GET /v1/tunnels?<scope>=<id>``    list by exactly one of organization_id / workspace_id / tenant_id
 ``GET /v1/tunnels/{id}``            the full tunnel; a *runtime* key gets the runtime metadata view instead
 ``POST /v1/tunnels/{id}``           update only the given fields (id lists replace)
-``DELETE /v1/tunnels/{id}``         delete; answers with the deleted tunnel
+``DELETE /v1/tunnels/{id}``         delete, with every credential bound to it; answers with the deleted tunnel
+``POST /v1/tunnels/{id}/runtime_keys``              mint a runtime key for the tunnel (``key`` shown once)
+``GET /v1/tunnels/{id}/runtime_keys``               list them (ids and dates, never the key)
+``DELETE /v1/tunnels/{id}/runtime_keys/{key_id}``   revoke one
+``.../caller_tokens[/{token_id}]``                  the same for front-door caller tokens (``token``)
 
 Admin keys are distinct from runtime keys: a runtime key on a management route is 403
 ``tunnel_management_permission_required``. An admin key may be scoped to one organization
 (``ORG=env:NAME`` on the command line): it then manages only tunnels attached to that
-organization and may not attach others. Every answer carries ``x-request-id``; errors use the
-``{"error": {message, type, param, code}}`` envelope. Created tunnels are registered with the
-broker at once, so they are pollable immediately, and re-registered at startup when stored.
+organization and may not attach others, nor mint or list credentials of others' tunnels (they are
+404 to it). Every answer carries ``x-request-id``; errors use the
+``{"error": {message, type, param, code}}`` envelope. Tunnels and credentials live in the
+registry (``devservice.registry``): a change is seen by every instance sharing it, and a created
+tunnel is pollable at once.
 """
 
 from __future__ import annotations
@@ -26,16 +32,16 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tunnel_core.devservice.broker import Broker
-from tunnel_core.devservice.store import SCOPES, TunnelRecord, TunnelStore
+from tunnel_core.devservice.credentials import CALLER_TOKEN, RUNTIME_KEY, Gate, mint
+from tunnel_core.devservice.registry import RegistryUnavailable
+from tunnel_core.devservice.store import SCOPES, CredentialRecord, TunnelRecord
 from tunnel_core.wire.models import TUNNEL_ID_RE
 
 log = logging.getLogger("tunnel_client.tunnelservice.admin")
@@ -48,6 +54,7 @@ _PRINCIPAL_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _SCOPE_SPEC = re.compile(r"^([A-Za-z0-9_.:-]+)=((?:env|file):.+)$")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+SECRET_FIELD = {RUNTIME_KEY: "key", CALLER_TOKEN: "token"}  # the field of the create answer holding the secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +146,13 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 def build_admin_routes(
-    broker: Broker, *, admin_keys: dict[str, str | None], runtime_keys: set[str], data_dir: str,
-    runtime_metadata: Endpoint,
+    broker: Broker, gate: Gate, *, admin_keys: dict[str, str | None], runtime_metadata: Endpoint,
 ) -> list[Route]:
     """Routes to put before the runtime ones; GET /v1/tunnels/{id} hands non-admin callers to ``runtime_metadata``."""
     keys = [AdminKey(k, org) for k, org in admin_keys.items()]
-    store = TunnelStore(Path(data_dir) if data_dir else None)
-    for rec in store.all():
-        q = broker.add_tunnel(rec.id, rec.name, rec.description)
-        q.name, q.description = rec.name, rec.description
-    if store.persistent:
-        log.info("tunnel store loaded", extra={"path": str(store.path), "tunnels": len(store.all())})
+    registry = gate.registry
+    if registry.persistent:
+        log.info("tunnel registry loaded", extra={"where": registry.where, "tunnels": len(registry.tunnels)})
 
     def bearer(request: Request) -> str:
         auth = request.headers.get("authorization", "")
@@ -165,8 +168,7 @@ def build_admin_routes(
         key = admin_of(request)
         if key is not None:
             return key
-        token = bearer(request)
-        if token and any(hmac.compare_digest(token, k) for k in runtime_keys):
+        if gate.is_runtime_key(bearer(request)):
             raise _Problem(403, "Runtime API keys cannot manage tunnels; use an admin key with Tunnels Read and "
                            "Manage permission.", "tunnel_management_permission_required", typ="permission_error")
         raise _Problem(401, "Missing or invalid admin API key.", "invalid_api_key")
@@ -184,7 +186,7 @@ def build_admin_routes(
                            typ="permission_error")
 
     def lookup(tunnel_id: str) -> TunnelRecord | None:
-        rec = store.get(tunnel_id)
+        rec = registry.tunnels.get(tunnel_id)
         if rec is None and tunnel_id in broker.tunnels:
             q = broker.tunnels[tunnel_id]  # served from --tunnel-id: no principals, not yet stored
             rec = TunnelRecord(id=tunnel_id, name=q.name, description=q.description)
@@ -204,7 +206,11 @@ def build_admin_routes(
         async def endpoint(request: Request) -> Response:
             request_id = _request_id()
             try:
-                return await fn(request, request_id)
+                try:
+                    return await fn(request, request_id)
+                except RegistryUnavailable:
+                    raise _Problem(503, "The tunnel registry is unavailable; retry.", "tunnel_transport_unavailable",
+                                   typ="server_error") from None
             except _Problem as p:
                 log.info("admin request refused", extra={"method": request.method, "path": request.url.path,
                                                          "status_code": p.status, "error_code": p.code,
@@ -225,8 +231,7 @@ def build_admin_routes(
         check_attach(key, orgs)
         rec = TunnelRecord(id="tunnel_" + secrets.token_hex(16), name=name, description=description,
                            creator=key.fingerprint, organization_ids=orgs, workspace_ids=wss, tenant_ids=tenants)
-        rec = await anyio.to_thread.run_sync(store.put, rec)
-        broker.add_tunnel(rec.id, rec.name, rec.description)
+        rec = await registry.put_tunnel(rec)
         log.info("tunnel created", extra={"tunnel_id": rec.id, "request_id": request_id})
         return _ok(rec.to_json(), request_id)
 
@@ -241,7 +246,8 @@ def build_admin_routes(
             raise _Problem(403, f"This admin key cannot list tunnels of organization {value}.",
                            "tunnel_management_permission_required", param="organization_id",
                            typ="permission_error")
-        found = [r.to_json() for r in store.list_by(scope, value) if visible(key, r)]
+        found = [r.to_json() for r in sorted(registry.tunnels.values(), key=lambda t: (t.created_at, t.id))
+                 if r.in_scope(scope, value) and visible(key, r)]
         return _ok({"tunnels": found}, request_id)
 
     async def get_tunnel(request: Request, request_id: str) -> Response:
@@ -275,9 +281,7 @@ def build_admin_routes(
         if not (new.organization_ids or new.workspace_ids or new.tenant_ids):
             raise _Problem(400, "A tunnel needs at least one of organization_ids, workspace_ids or tenant_ids.",
                            "missing_required_parameter", param="organization_ids")
-        new = await anyio.to_thread.run_sync(store.put, new)
-        q = broker.add_tunnel(new.id, new.name, new.description)
-        q.name, q.description = new.name, new.description
+        new = await registry.put_tunnel(new)
         log.info("tunnel updated", extra={"tunnel_id": new.id, "fields": ",".join(sorted(changes)),
                                           "request_id": request_id})
         return _ok(new.to_json(), request_id)
@@ -285,16 +289,50 @@ def build_admin_routes(
     async def delete(request: Request, request_id: str) -> Response:
         key = require_admin(request)
         rec = tunnel_for(request, key)
-        await anyio.to_thread.run_sync(store.delete, rec.id)
-        q = broker.tunnels.pop(rec.id, None)
-        if q is not None:  # release callers still waiting on this tunnel's requests
-            for p in list(q.pending.values()):
-                p.send.close()
-            q.pending.clear()
-            q.queued.clear()
-            q.notify()
+        if rec.id not in registry.tunnels:
+            raise _Problem(409, f"Tunnel {rec.id} is served from --tunnel-id; remove the flag and restart to stop "
+                           "serving it.", "tunnel_configured_by_flag", param="tunnel_id")
+        await registry.delete_tunnel(rec.id)  # waiting callers are released as the broker follows the registry
         log.info("tunnel deleted", extra={"tunnel_id": rec.id, "request_id": request_id})
         return _ok(rec.to_json(), request_id)
+
+    def credential_routes(kind: str) -> list[Route]:
+        """Mint, list and revoke one kind of credential of one tunnel."""
+        label = kind.replace("_", " ")
+
+        async def create(request: Request, request_id: str) -> Response:
+            key = require_admin(request)
+            rec = tunnel_for(request, key)
+            cred_id, secret, dig = mint(kind)
+            cred = CredentialRecord(id=cred_id, kind=kind, tunnel_id=rec.id, digest=dig, creator=key.fingerprint)
+            if not await registry.add_credential(cred, static_tunnel=rec.id not in registry.tunnels):
+                raise _Problem(404, f"Tunnel {rec.id} not found.", "tunnel_not_found", typ="not_found_error")
+            log.info(f"{label} created", extra={"tunnel_id": rec.id, "credential_id": cred_id,
+                                                 "request_id": request_id})
+            return _ok({**cred.to_json(), SECRET_FIELD[kind]: secret}, request_id)
+
+        async def listing(request: Request, request_id: str) -> Response:
+            rec = tunnel_for(request, require_admin(request))
+            found = sorted(registry.credentials_of(kind, rec.id).values(), key=lambda c: (c.created_at, c.id))
+            return _ok({f"{kind}s": [c.to_json() for c in found]}, request_id)
+
+        async def revoke(request: Request, request_id: str) -> Response:
+            rec = tunnel_for(request, require_admin(request))
+            wanted = request.path_params["credential_id"]
+            gone = await registry.revoke_credential(kind, rec.id, wanted)
+            if gone is None:
+                raise _Problem(404, f"No {label} {wanted[:64]!r} on tunnel {rec.id}.", f"{kind}_not_found",
+                               typ="not_found_error")
+            log.info(f"{label} revoked", extra={"tunnel_id": rec.id, "credential_id": gone.id,
+                                                "request_id": request_id})
+            return _ok({**gone.to_json(), "revoked": True}, request_id)
+
+        async def collection(request: Request, request_id: str) -> Response:
+            return await (create if request.method == "POST" else listing)(request, request_id)
+
+        path = f"/v1/tunnels/{{tunnel_id}}/{kind}s"
+        return [Route(path, handle(collection), methods=["GET", "POST"]),
+                Route(path + "/{credential_id}", handle(revoke), methods=["DELETE"])]
 
     async def collection(request: Request, request_id: str) -> Response:
         if request.method == "POST":
@@ -311,4 +349,6 @@ def build_admin_routes(
     return [
         Route("/v1/tunnels", handle(collection), methods=["GET", "POST"]),
         Route("/v1/tunnels/{tunnel_id}", handle(item), methods=["GET", "POST", "DELETE"]),
+        *credential_routes(RUNTIME_KEY),
+        *credential_routes(CALLER_TOKEN),
     ]

@@ -1,15 +1,15 @@
 """The local tunnel service: the runtime wire contract plus the MCP front door.
 
-Runtime API (Bearer runtime key): ``GET /v1/tunnels/{id}``, ``GET /v1/tunnels/{id}/poll``,
-``POST /v1/tunnels/{id}/response``. Front door (what hosted MCP clients call):
+Runtime API (Bearer runtime key bound to the tunnel, see ``credentials``): ``GET /v1/tunnels/{id}``,
+``GET /v1/tunnels/{id}/poll``, ``POST /v1/tunnels/{id}/response``. Front door (what hosted MCP clients call):
 ``POST /v1/mcp/{id}`` enqueues a ``jsonrpc`` command and answers with JSON, or with SSE
 carrying each ``jsonrpc_notify`` and then the final message when the caller accepts
-``text/event-stream``; ``DELETE /v1/mcp/{id}`` becomes ``session_termination``.
+``text/event-stream``; ``DELETE /v1/mcp/{id}`` becomes ``session_termination``. With front-door
+authentication on, each front-door request needs the tunnel's caller token (``FrontDoorGuard``).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -28,7 +28,9 @@ from tunnel_core.config.durations import parse_response_timeout
 from tunnel_core.devservice.admin import build_admin_routes
 from tunnel_core.devservice.backends.base import poller_from_headers
 from tunnel_core.devservice.broker import Broker, DeliveryError, Pending
+from tunnel_core.devservice.credentials import FrontDoorGuard, FrontDoorPolicy, Gate
 from tunnel_core.devservice.oauth_routes import OAuthRewriteMiddleware, oauth_routes
+from tunnel_core.devservice.registry import build_registry
 from tunnel_core.devservice.testcontrols import TestControls, TestControlsMiddleware
 from tunnel_core.wire.models import TUNNEL_ID_RE, TunnelResponsePayload
 from tunnel_core.wire.status import status_text
@@ -43,7 +45,12 @@ MAX_BODY = 4 * 1024 * 1024
 
 @dataclass(slots=True)
 class ServiceConfig:
-    runtime_keys: set[str] = field(default_factory=set)
+    runtime_keys: set[str] = field(default_factory=set, repr=False)  # unbound runtime keys
+    # Tunnels an unbound runtime key may use; None = every tunnel (dev tunnel-service, dev proxy).
+    unbound_key_tunnels: frozenset[str] | None = None
+    bound_runtime_keys: list[tuple[str, str]] = field(default_factory=list, repr=False)  # (tunnel id, key)
+    caller_tokens: list[tuple[str, str]] = field(default_factory=list, repr=False)  # (tunnel id, token)
+    front_door: FrontDoorPolicy = field(default_factory=FrontDoorPolicy)  # default: no caller tokens needed
     response_timeout: float = 30.0
     max_poll_timeout: float = 60.0
     test_controls: TestControls | None = None  # fault knobs and request record, tests only
@@ -87,21 +94,52 @@ def _sse(payload: dict[str, Any]) -> bytes:
     return b"event: message\ndata: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
-    def authorized(request: Request) -> bool:
-        auth = request.headers.get("authorization", "")
-        if not auth.lower().startswith("bearer "):
-            return False
-        token = auth[7:].strip()
-        return any(hmac.compare_digest(token, k) for k in config.runtime_keys)
+def bearer(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+
+
+def build_gate(broker: Broker, config: ServiceConfig) -> Gate:
+    """The registry (attached to ``broker``) and the credentials over it; the broker follows registry changes.
+
+    Raises ``store.StoreError`` when ``config.data_dir`` cannot be used.
+    """
+    registry = build_registry(broker.backend, config.data_dir)
+    broker.registry = registry
+    static = set(broker.tunnels)  # served from flags: never removed by a registry change
+    known: set[str] = set()
+
+    def follow() -> None:
+        nonlocal known
+        for rec in registry.tunnels.values():
+            q = broker.add_tunnel(rec.id, rec.name, rec.description)
+            q.name, q.description = rec.name, rec.description
+        for gone in known - set(registry.tunnels) - static:
+            broker.remove_tunnel(gone)
+        known = set(registry.tunnels)
+
+    registry.on_change(follow)
+    follow()
+    return Gate(registry, unbound_runtime_keys=config.runtime_keys, unbound_tunnels=config.unbound_key_tunnels,
+                bound_runtime_keys=config.bound_runtime_keys, caller_tokens=config.caller_tokens,
+                policy=config.front_door)
+
+
+def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None = None) -> ASGIApp:
+    """The service's ASGI app; ``gate`` when the caller built it already (``build_gate``), to share it."""
+    gate = gate or build_gate(broker, config)
 
     def tunnel_or_error(request: Request, *, runtime: bool) -> tuple[str, Response | None]:
         tunnel_id = request.path_params["tunnel_id"]
         if not TUNNEL_ID_RE.match(tunnel_id):
             return tunnel_id, api_error(400, "The tunnel ID is not a tunnel_<32 lowercase alphanumeric> value.",
                                         "invalid_tunnel_id_format")
-        if runtime and not authorized(request):
+        verdict = gate.runtime(bearer(request), tunnel_id) if runtime else "ok"
+        if verdict == "invalid":
             return tunnel_id, api_error(401, "Missing or invalid runtime API key.", "invalid_api_key")
+        if verdict == "forbidden":
+            return tunnel_id, api_error(403, "This runtime API key is not bound to this tunnel; use the key "
+                                        "issued for it.", "tunnel_use_forbidden", typ="permission_error")
         if tunnel_id not in broker.tunnels:
             return tunnel_id, api_error(404, f"Tunnel {tunnel_id} not found.", "tunnel_not_found")
         return tunnel_id, None
@@ -289,8 +327,7 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
 
     app = Starlette(
         routes=[
-            *build_admin_routes(broker, admin_keys=config.admin_keys, runtime_keys=config.runtime_keys,
-                                data_dir=config.data_dir, runtime_metadata=metadata),
+            *build_admin_routes(broker, gate, admin_keys=config.admin_keys, runtime_metadata=metadata),
             Route("/v1/tunnels/{tunnel_id}", metadata, methods=["GET"]),
             Route("/v1/tunnels/{tunnel_id}/poll", poll, methods=["GET"]),
             Route("/v1/tunnels/{tunnel_id}/response", response, methods=["POST"]),
@@ -300,9 +337,10 @@ def build_service_app(broker: Broker, config: ServiceConfig) -> ASGIApp:
     )
     if config.rewrite_www_authenticate:
         app = OAuthRewriteMiddleware(app)  # type: ignore[assignment]  # WWW-Authenticate -> tunnel PRMD URL
+    guarded: ASGIApp = FrontDoorGuard(app, gate)
     if config.test_controls is not None:
-        return TestControlsMiddleware(app, config.test_controls)
-    return app
+        return TestControlsMiddleware(guarded, config.test_controls)
+    return guarded
 
 
 def _timeout_response(is_request: bool, rpc_id: Any) -> Response:

@@ -32,6 +32,7 @@ from tunnel_core.devservice.backends.base import (
     header,
 )
 from tunnel_core.devservice.backends.inmem import InMemoryBackend
+from tunnel_core.devservice.registry import Registry
 
 __all__ = ["Broker", "DeliveryError", "Pending", "Poller", "TunnelQueue"]
 
@@ -43,11 +44,12 @@ class Broker:
         self.backend.attach(self._arrive, self._wake, self.tunnels.get)
         self.closing = False
         self.stats: Counter[str] = Counter()
+        self.registry: Registry | None = None  # tunnels and credentials shared by instances (build_service_app)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Broker]:
         """Run the backend (connections, listeners, recovery); on exit stop handing out work first."""
-        async with self.backend.running():
+        async with self.backend.running(), self.registry.running() if self.registry else contextlib.nullcontext():
             try:
                 yield self
             finally:
@@ -64,6 +66,17 @@ class Broker:
         if q is None:
             q = self.tunnels[tunnel_id] = TunnelQueue(tunnel_id, name or tunnel_id, description)
         return q
+
+    def remove_tunnel(self, tunnel_id: str) -> None:
+        """Stop serving a tunnel: callers still waiting on it are released (they answer 504), pollers woken."""
+        q = self.tunnels.pop(tunnel_id, None)
+        if q is None:
+            return
+        for p in list(q.pending.values()):
+            p.send.close()
+        q.pending.clear()
+        q.queued.clear()
+        q.notify()
 
     def _new(self, tunnel_id: str, command: dict[str, Any]) -> tuple[TunnelQueue, Pending]:
         q = self.tunnels[tunnel_id]

@@ -1,7 +1,8 @@
 """``tunnel-client serve``: the tunnel service in production mode (self-hosted relay).
 
-The same runtime API and MCP front door as ``dev tunnel-service``, behind an edge that a
-service on a reachable host needs: TLS (uvicorn's ssl options), a request-body cap, per-tunnel
+The same runtime API and MCP front door as ``dev tunnel-service``, with every credential
+scoped (runtime keys bound to tunnels, caller tokens on the front door unless opted out; see
+``credentials``), behind an edge that a service on a reachable host needs: TLS (uvicorn's ssl options), a request-body cap, per-tunnel
 rate limits (429 ``rate_limit_exceeded`` with ``Retry-After``, shared by every instance when the
 queue is in Redis), and the service's own ``/healthz``, ``/readyz`` and ``/metrics``. With
 ``--engine-queue-backend redis`` any number of instances share one Redis behind any load
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunnel_core.devservice.backends import build_backend
 from tunnel_core.devservice.broker import Broker
+from tunnel_core.devservice.credentials import FrontDoorPolicy, Gate
 
 log = logging.getLogger("tunnel_client.tunnelservice")
 
@@ -40,7 +42,12 @@ _RUNTIME = re.compile(r"^/v1/tunnels/([^/]+)(/poll|/response)?$")
 class ServeOptions:
     listen: str = "127.0.0.1:8080"
     tunnel_ids: list[str] = field(default_factory=list)
-    runtime_keys: set[str] = field(default_factory=set, repr=False)
+    runtime_keys: set[str] = field(default_factory=set, repr=False)  # unbound: valid for unbound_key_tunnels
+    unbound_key_tunnels: frozenset[str] = frozenset()
+    bound_runtime_keys: list[tuple[str, str]] = field(default_factory=list, repr=False)  # (tunnel id, key)
+    caller_tokens: list[tuple[str, str]] = field(default_factory=list, repr=False)  # (tunnel id, token)
+    front_door: FrontDoorPolicy = field(default_factory=lambda: FrontDoorPolicy(default=True))
+    tls_client_ca_file: str = ""  # mutual TLS: client certificates signed by these CAs are required
     admin_keys: dict[str, str | None] = field(default_factory=dict, repr=False)
     data_dir: str = ""
     response_timeout: float = 30.0
@@ -128,8 +135,9 @@ class Edge:
     """ASGI middleware: /healthz, /readyz, /metrics, the body cap and per-tunnel rate limits."""
 
     def __init__(self, app: ASGIApp, broker: Broker, options: ServeOptions, instance_id: str,
-                 metrics: ServiceMetrics | None = None) -> None:
+                 metrics: ServiceMetrics | None = None, gate: Gate | None = None) -> None:
         self.app = app
+        self.gate = gate
         self.broker = broker
         self.options = options
         self.instance_id = instance_id
@@ -161,7 +169,7 @@ class Edge:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, route: str, tunnel_id: str) -> None:
         rate = self.options.rate_limit if route == "front_door" else (
             self.options.runtime_rate_limit if route in ("poll", "response", "tunnel") else 0.0)
-        if rate > 0 and tunnel_id:
+        if rate > 0 and tunnel_id and (self.gate is None or self.gate.admits(route, scope["headers"], tunnel_id)):
             burst = self.options.rate_burst or max(1, math.ceil(2 * rate))
             wait = await self.broker.backend.admit(f"{route}:{tunnel_id}", rate, burst)
             if wait > 0:
@@ -218,12 +226,26 @@ class Edge:
             await send({"type": "http.response.body", "body": data})
             return
         problem = await self.broker.backend.check()
-        body = {"status": "ok" if not problem else "degraded", "instance_id": self.instance_id,
-                "queue_backend": self.broker.backend.name, "uptime_seconds": round(time.time() - self.started, 3)}
+        body: dict[str, Any] = {"status": "ok" if not problem else "degraded", "instance_id": self.instance_id,
+                "queue_backend": self.broker.backend.name, "uptime_seconds": round(time.time() - self.started, 3),
+                "front_door_auth": self.options.front_door.describe()}
         if problem:
             body["reason"] = problem
+        if warnings := front_door_warnings(self.options.front_door):
+            body["warnings"] = warnings
         # /healthz: the process serves (always 200); /readyz: it can also queue work.
         await _send_json(send, 503 if problem and path == "/readyz" else 200, body)
+
+
+def front_door_warnings(policy: FrontDoorPolicy) -> list[str]:
+    """What /healthz and the start-up log say when some front doors take anonymous callers."""
+    if not policy.default:
+        return ["front-door authentication is off (--front-door-auth none): anyone who knows a tunnel id can "
+                "call its MCP server through this service"]
+    if policy.open_tunnels:
+        return [f"front-door authentication is off for {len(policy.open_tunnels)} tunnel(s) "
+                "(--front-door-auth TUNNEL_ID=none)"]
+    return []
 
 
 @dataclass(slots=True)
@@ -238,7 +260,7 @@ class Service:
 def build_service(options: ServeOptions, env: Mapping[str, str]) -> Service:
     """Build the backend, broker and app. Synchronous: a Redis backend connects once here and the
     tunnel store opens here, so a wrong URL or data directory fails before anything is served."""
-    from tunnel_core.devservice.app import ServiceConfig, build_service_app
+    from tunnel_core.devservice.app import ServiceConfig, build_gate, build_service_app
 
     backend = build_backend(options.queue_backend, options.redis_url, env=env, instance_id=options.instance_id,
                             max_queued=options.max_queued, reclaim_after=options.reclaim_after)
@@ -246,10 +268,14 @@ def build_service(options: ServeOptions, env: Mapping[str, str]) -> Service:
     broker = Broker(backend)
     for t in options.tunnel_ids:
         broker.add_tunnel(t)
-    app = build_service_app(broker, ServiceConfig(
-        runtime_keys=options.runtime_keys, response_timeout=options.response_timeout, admin_keys=options.admin_keys,
-        data_dir=options.data_dir, max_body=options.max_body))
-    return Service(broker, Edge(app, broker, options, instance_id), instance_id)
+    config = ServiceConfig(
+        runtime_keys=options.runtime_keys, unbound_key_tunnels=options.unbound_key_tunnels,
+        bound_runtime_keys=options.bound_runtime_keys, caller_tokens=options.caller_tokens,
+        front_door=options.front_door, response_timeout=options.response_timeout, admin_keys=options.admin_keys,
+        data_dir=options.data_dir, max_body=options.max_body)
+    gate = build_gate(broker, config)
+    app = build_service_app(broker, config, gate)
+    return Service(broker, Edge(app, broker, options, instance_id, gate=gate), instance_id)
 
 
 def uvicorn_options(options: ServeOptions) -> dict[str, Any]:
@@ -259,6 +285,10 @@ def uvicorn_options(options: ServeOptions) -> dict[str, Any]:
         out.update(ssl_certfile=options.tls_cert_file, ssl_keyfile=options.tls_key_file or None)
         if options.tls_key_password:
             out["ssl_keyfile_password"] = options.tls_key_password
+        if options.tls_client_ca_file:
+            import ssl
+
+            out.update(ssl_ca_certs=options.tls_client_ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
     if options.max_connections:
         out["limit_concurrency"] = options.max_connections
     return out
@@ -276,7 +306,10 @@ async def run_service(
         served = serve(service.app, sock, tg, options=uvicorn_options(options))
         log.info("tunnel service started", extra={
             "listen": served.url, "instance_id": instance_id, "queue_backend": broker.backend.name,
-            "tunnels": len(broker.tunnels), "tls": bool(options.tls_cert_file)})
+            "tunnels": len(broker.tunnels), "tls": bool(options.tls_cert_file),
+            "mutual_tls": bool(options.tls_client_ca_file), "front_door_auth": options.front_door.describe()})
+        for warning in front_door_warnings(options.front_door):
+            log.warning(warning)
         on_ready(Served(served.url, instance_id))
         await stop.wait()
         broker.close()  # waiting polls answer at once; queued commands stay for the other instances

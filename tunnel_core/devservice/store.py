@@ -1,9 +1,10 @@
-"""Tunnels managed through the local tunnel service's admin API.
+"""Tunnels and tunnel credentials managed through the local tunnel service's admin API.
 
 In memory by default; with a data directory they are also kept in SQLite
-(``<data_dir>/tunnels.sqlite3``, 0600) so they survive restarts. The in-memory map is the
+(``<data_dir>/tunnels.sqlite3``, 0600) so they survive restarts. The in-memory maps are the
 read path; every change is written through under a lock, so calls may come from worker
-threads. Key values are never stored: ``creator`` is a short fingerprint of the admin key.
+threads. Key values are never stored: ``creator`` is a short fingerprint of the admin key, and
+runtime keys and caller tokens are kept as SHA-256 digests only (``CredentialRecord``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 DB_NAME = "tunnels.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: credentials
 SCOPES = ("organization_id", "workspace_id", "tenant_id")
 
 _SCHEMA = """
@@ -36,7 +37,16 @@ CREATE TABLE IF NOT EXISTS tunnels (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS credentials (
+    digest TEXT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    tunnel_id TEXT NOT NULL,
+    creator TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
 """
+KINDS = ("runtime_key", "caller_token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,34 @@ class TunnelRecord:
         return value in ids
 
 
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    """A runtime key or caller token bound to one tunnel; only the SHA-256 digest of the secret is kept."""
+
+    id: str
+    kind: str  # one of KINDS
+    tunnel_id: str
+    digest: str = field(repr=False)
+    creator: str = ""
+    created_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        """The admin API's credential object (never the secret, which only the create answer carries)."""
+        return {"object": f"tunnel.{self.kind}", "id": self.id, "tunnel_id": self.tunnel_id,
+                "created_at": int(self.created_at), "creator": self.creator}
+
+    def dump(self) -> str:
+        """JSON for a shared registry (the digest included, never the secret)."""
+        return json.dumps({"id": self.id, "kind": self.kind, "tunnel_id": self.tunnel_id, "digest": self.digest,
+                           "creator": self.creator, "created_at": self.created_at}, separators=(",", ":"))
+
+    @classmethod
+    def load(cls, raw: str) -> CredentialRecord:
+        d = json.loads(raw)
+        return cls(id=d["id"], kind=d["kind"], tunnel_id=d["tunnel_id"], digest=d["digest"],
+                   creator=d.get("creator", ""), created_at=float(d.get("created_at", 0.0)))
+
+
 class StoreError(Exception):
     """The data directory or its database cannot be used."""
 
@@ -75,6 +113,7 @@ class TunnelStore:
     def __init__(self, data_dir: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._tunnels: dict[str, TunnelRecord] = {}
+        self._credentials: dict[str, CredentialRecord] = {}  # digest -> record
         self._db: sqlite3.Connection | None = None
         self.path: Path | None = None
         if data_dir is not None:
@@ -99,6 +138,11 @@ class TunnelStore:
                     workspace_ids=tuple(json.loads(r[5])), tenant_ids=tuple(json.loads(r[6])), created_at=r[7],
                     updated_at=r[8],
                 )
+            for r in self._db.execute("SELECT digest, id, kind, tunnel_id, creator, created_at FROM credentials"):
+                self._credentials[r[0]] = CredentialRecord(id=r[1], kind=r[2], tunnel_id=r[3], digest=r[0],
+                                                           creator=r[4], created_at=r[5])
+            if row is not None and int(row[0]) < SCHEMA_VERSION:
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         except (OSError, sqlite3.Error, ValueError) as exc:
             raise StoreError(f"data directory {data_dir}: cannot use it ({exc})") from None
 
@@ -145,10 +189,36 @@ class TunnelStore:
         return record
 
     def delete(self, tunnel_id: str) -> TunnelRecord | None:
+        """Delete a tunnel and every credential bound to it."""
         with self._tx() as db:
             if db is not None:
                 db.execute("DELETE FROM tunnels WHERE id = ?", (tunnel_id,))
+                db.execute("DELETE FROM credentials WHERE tunnel_id = ?", (tunnel_id,))
+            for digest in [d for d, c in self._credentials.items() if c.tunnel_id == tunnel_id]:
+                del self._credentials[digest]
             return self._tunnels.pop(tunnel_id, None)
+
+    def credentials(self) -> list[CredentialRecord]:
+        return list(self._credentials.values())
+
+    def add_credential(self, record: CredentialRecord) -> None:
+        with self._tx() as db:
+            if db is not None:
+                db.execute("INSERT INTO credentials (digest, id, kind, tunnel_id, creator, created_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (record.digest, record.id, record.kind, record.tunnel_id,
+                                                         record.creator, record.created_at))
+            self._credentials[record.digest] = record
+
+    def revoke_credential(self, kind: str, tunnel_id: str, credential_id: str) -> CredentialRecord | None:
+        with self._tx() as db:
+            found = next((c for c in self._credentials.values()
+                          if c.id == credential_id and c.kind == kind and c.tunnel_id == tunnel_id), None)
+            if found is None:
+                return None
+            if db is not None:
+                db.execute("DELETE FROM credentials WHERE digest = ?", (found.digest,))
+            del self._credentials[found.digest]
+            return found
 
     def close(self) -> None:
         with self._lock:

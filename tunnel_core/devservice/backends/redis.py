@@ -12,6 +12,7 @@ Layout (prefix ``tc:`` by default; one Redis database, not Redis Cluster):
 ``lanes``                             set of every lane key, for the recovery sweep
 ``bell:{tunnel}``  (pub/sub)          "commands arrived": wakes pollers on every instance
 ``inst:{instance}`` (pub/sub)         responses for the callers held by that instance
+``reg:tunnels``, ``reg:creds``, ``reg`` (pub/sub)  the tunnel registry (``devservice.registry``)
 
 Why Streams with a consumer group rather than lists: a poll first *reads* entries into the
 group's pending-entries list (``XREADGROUP``), then *claims* them (ack + state
@@ -207,6 +208,17 @@ class RedisBackend:
         self._pubsub: Any = None
         self._unsubscribed = anyio.Event()
         self._rotation = 0
+        self._watched: dict[str, Callable[[], None]] = {}
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The shared connection pool's client (for the tunnel registry)."""
+        return self._r
+
+    def watch(self, channel: str, on_event: Callable[[], None]) -> None:
+        """Call ``on_event`` for each message on pub/sub ``channel``, and after each (re)subscription,
+        since messages sent while the subscription was down are lost. Register before ``running``."""
+        self._watched[channel] = on_event
 
     def attach(self, arrive: Arrive, wake: Callable[[str], None],
                lookup: Callable[[str], TunnelQueue | None]) -> None:
@@ -385,7 +397,7 @@ class RedisBackend:
             ps = self._pubsub = self._r.pubsub()
             try:
                 await ps.psubscribe(f"{self.prefix}bell:*")
-                await ps.subscribe(f"{self.prefix}inst:{self.instance_id}")
+                await ps.subscribe(f"{self.prefix}inst:{self.instance_id}", *self._watched)
                 confirmed = 0
                 last = anyio.current_time()
                 pinged = last
@@ -403,17 +415,23 @@ class RedisBackend:
                     kind = msg["type"]
                     if kind in ("subscribe", "psubscribe"):
                         confirmed += 1
-                        if confirmed >= 2:
+                        if confirmed >= 2 + len(self._watched):
                             self._subscribed = True
                             delay = 0.1
                             ready.set()
                             self._wake("*")  # re-read queues: wake-ups sent while we were away are lost
+                            for on_event in self._watched.values():
+                                on_event()
                     elif kind == "pmessage":
                         self._wake(str(msg["channel"])[len(self.prefix) + len("bell:"):])
                     elif kind in ("unsubscribe", "punsubscribe") and msg["data"] == 0:
                         self._unsubscribed.set()
                     elif kind == "message":
-                        self._on_answer(msg["data"])
+                        watcher = self._watched.get(str(msg["channel"]))
+                        if watcher is not None:
+                            watcher()
+                        else:
+                            self._on_answer(msg["data"])
             except (RedisError, OSError) as exc:
                 self._subscribed = False
                 log.warning("redis pub/sub lost; reconnecting",
