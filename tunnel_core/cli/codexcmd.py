@@ -119,6 +119,8 @@ def register(sub: Any) -> None:
     a.add_argument("--login-timeout", default="5m", metavar="DURATION", help="device-code login wait (default 5m)")
     a.add_argument("--idle-timeout", default="2m", metavar="DURATION",
                    help="give up when Codex makes no progress for this long (default 2m)")
+    a.add_argument("--offline", action="store_true",
+                   help="answer from the local docs and help topics without starting Codex")
     a.set_defaults(handler=cmd_assistant)
 
     m = csub.add_parser("mcp-server", help="run the agent tool server on stdio (started by the Codex plugin)")
@@ -334,6 +336,7 @@ def cmd_assistant(args: argparse.Namespace, io: IO) -> int:
         sandbox=args.sandbox_type, developer_instructions=args.developer_instructions, effort=args.effort,
         summary=args.summary, login_timeout=_duration(args.login_timeout, "--login-timeout"),
         idle_timeout=_duration(args.idle_timeout, "--idle-timeout"), codex_home=args.codex_home,
+        offline=args.offline,
     )
     stdin = getattr(io, "stdin", None) or sys.stdin
     return run_assistant(args.prompt, opts, env=io.env, stdin=stdin, stdout=io.stdout, stderr=io.stderr)

@@ -9,6 +9,10 @@ diagnose    ``codex diagnose``: plugin, installation, state directories and one 
 packages    ``codex install|upgrade|uninstall``: the package-manager commands to run
 appserver   a small JSON-RPC client for ``codex app-server`` (stdio, newline-delimited)
 prompts     the prompt pack: assistant instructions, MCP server instructions, starter prompts
-knowledge   offline retrieval over the docs, help topics and skill references
+passages    the docs and help topics cut into cited sections; their commands and prose
+vocabulary  index terms, phrases and the thesaurus of this domain
+ranking     BM25F over the sections (generic)
+knowledge   the ranked knowledge base over the docs, help topics and skill references
+answer      the offline answer composed from the ranked sections
 assistant   ``codex assistant``: one question (or a REPL) answered through app-server, or offline
 """

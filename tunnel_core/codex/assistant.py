@@ -7,9 +7,12 @@ excerpts are injected as a developer message (``thread/inject_items``), then ``t
 notification with ``willRetry: true`` is only reported; the turn fails on ``willRetry:
 false``, a failed turn, or no progress for the idle timeout.
 
-When Codex is missing or not logged in (and no login is possible), the answer comes from
-the local knowledge base instead, with the reason on stderr (exit 0). When Codex fails
-before answering, the same fallback is printed but the exit code is 1.
+The excerpts are the sections the offline assistant ranks best (:mod:`knowledge`), cited as
+``docs/PAGE.md#anchor`` or ``help/TOPIC``. With ``--offline``, or when Codex is missing or not
+logged in (and no login is possible), the answer is composed from those sections instead
+(:mod:`answer`: a direct answer, the steps with exact commands, then the sources), with the
+reason on stderr (exit 0). When Codex fails before answering, the same fallback is printed
+but the exit code is 1.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, TextIO
 
 import anyio
 
+from tunnel_core.codex.answer import offline_answer
 from tunnel_core.codex.appserver import (
     AppServer,
     AppServerError,
@@ -28,7 +32,7 @@ from tunnel_core.codex.appserver import (
     app_server_cwd,
 )
 from tunnel_core.codex.home import codex_child_env, codex_home, find_codex
-from tunnel_core.codex.knowledge import KnowledgeBase, context_block, default_knowledge, offline_answer
+from tunnel_core.codex.knowledge import CONTEXT_MATCHES, KnowledgeBase, context_block, default_knowledge
 from tunnel_core.codex.prompts import ASSISTANT_INSTRUCTIONS
 from tunnel_core.errors import TunnelClientError
 
@@ -58,6 +62,7 @@ class AssistantOptions:
     login_timeout: float = LOGIN_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
     codex_home: str | None = None
+    offline: bool = False  # answer from the local docs without starting Codex
 
 
 @dataclass(slots=True)
@@ -139,7 +144,7 @@ class Session:
 
     async def _inject(self, question: str) -> list[dict[str, Any]]:
         """Put the knowledge excerpts in the thread; returns extra input items if injection is unsupported."""
-        context = context_block(self.kb.search(question))
+        context = context_block(self.kb.search(question, CONTEXT_MATCHES))
         item = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": context}]}
         try:
             await self.server.request("thread/inject_items", {"threadId": self.thread_id, "items": [item]})
@@ -211,6 +216,24 @@ class Session:
                                   + (self.server.stderr_text().splitlines()[-1:] or ["no output"])[0]) from None
 
 
+def _offline(question: str, io: Streams, kb: KnowledgeBase) -> int:
+    """``--offline``: one composed answer, or a conversation in a terminal."""
+    if question:
+        io.stdout.write(offline_answer(question, kb))
+        io.stdout.flush()
+        return 0
+    io.say("tunnel-client assistant (offline: answers from the local docs and help topics). /exit quits.")
+    while True:
+        io.stderr.write("you> ")
+        io.stderr.flush()
+        line = io.stdin.readline()
+        if not line or line.strip() in EXIT_COMMANDS:
+            return 0
+        if line.strip():
+            io.stdout.write(offline_answer(line.strip(), kb) + "\n")
+            io.stdout.flush()
+
+
 def _fallback(io: Streams, reason: str, question: str, kb: KnowledgeBase) -> None:
     io.say(f"codex assistant: {reason}.")
     io.say("Answering from the local tunnel-client knowledge base (docs and help topics) instead:")
@@ -262,7 +285,8 @@ async def _run(question: str, opts: AssistantOptions, env: Mapping[str, str], io
             return 0
     except CodexUnavailable as exc:
         if not question:
-            io.say(f"codex assistant: {exc}. Ask with arguments to get answers from the local knowledge base.")
+            io.say(f"codex assistant: {exc}. Ask with arguments, or add --offline, to get answers from the local "
+                   "knowledge base.")
             return 1
         _fallback(io, str(exc), question, kb)
         return 0
@@ -289,6 +313,8 @@ def run_assistant(prompt: Sequence[str], opts: AssistantOptions, *, env: Mapping
     if not question and not tty:
         io.say("codex assistant: no question given; pass it as arguments or on stdin")
         return 1
+    if opts.offline:
+        return _offline(question, io, knowledge)
     codex = find_codex(env)
     if codex is None:
         reason = "the Codex CLI is not installed (no codex on PATH; see tunnel-client codex install)"

@@ -1,31 +1,40 @@
-"""Offline knowledge base: keyword retrieval over the docs, the help topics and the skill references.
+"""The assistant's knowledge base: the user docs, the help topics and the skill references, ranked.
 
-Documents are split into sections at Markdown headings (a help topic is one section per
-blank-line-separated block of a few paragraphs). A query is scored against every section
-with a BM25-style weight of its terms, headings counting double; the best few excerpts
-feed ``codex assistant`` (as context for the model) and its offline answer.
+Sections come from :mod:`tunnel_core.codex.passages`, ranking from
+:mod:`tunnel_core.codex.ranking`. Sources weigh differently: the docs and help topics are
+written for the person asking; the skill references are written for the model and change
+with the tool catalogue, so they rank lower, as do "differences from the reference" sections
+and the docs index page, which answer no task. Troubleshooting pages are marked, so a
+question that describes a symptom prefers them.
+
+The same ranked sections feed both faces of ``codex assistant``: the offline answer
+(:mod:`tunnel_core.codex.answer`) and the context injected into a Codex thread
+(:func:`context_block`).
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import tunnel_core
+from tunnel_core.codex.passages import Section, split_markdown, split_topic
+from tunnel_core.codex.ranking import Fields, Index
+from tunnel_core.codex.vocabulary import is_symptom
 from tunnel_core.ops.topic_files import TOPIC_DIR, topic_names
 
-EXCERPT_CHARS = 1200
-_WORD = re.compile(r"[a-z0-9][a-z0-9_./:-]*[a-z0-9]|[a-z0-9]")
-_HEADING = re.compile(r"^(#{1,4})\s+(.+?)\s*#*\s*$")
-_SHORT_OK = frozenset({"id", "ui", "mcp", "url", "key", "tls", "cli", "api", "dcr", "rm", "ca", "ip", "os"})
-_STOP = frozenset("""a an and are as at be but by can do does for from had has have how i if in into is it its me
-my no not of on or our so that the their then there these they this to was we what when where which who why will
-with you your use using used want need get set should would could about after before any all more most just also
-than them other some such only own same very""".split())
+EXCERPT_CHARS = 1500
+CONTEXT_MATCHES = 4
+CANDIDATES = 12  # sections scored before cross-references are counted
+LINK_SHARE = 0.3
+SHOWS_COMMAND = 1.3  # a section showing the command the question names
+
+PRIOR_SKILL = 0.6
+PRIOR_INDEX_PAGE = 0.5
+PRIOR_DIFFERENCES = 0.4
+_DIFFERENCES = re.compile(r"differ|reference implementation", re.IGNORECASE)
 
 
 def docs_dir() -> Path | None:
@@ -48,121 +57,89 @@ def skill_references_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def terms(text: str) -> list[str]:
-    """Lowercased words without stopwords; short words only when they are domain terms."""
-    words = []
-    for w in _WORD.findall(text.lower()):
-        w = w.strip("./:-")
-        if w and w not in _STOP and (len(w) > 2 or w in _SHORT_OK):
-            words.append(w)
-            if "-" in w or "_" in w or "/" in w or "." in w:  # also index the parts of flags, paths and names
-                words.extend(p for p in re.split(r"[-_/.:]+", w) if len(p) > 2 and p not in _STOP)
-    return words
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    source: str  # e.g. docs/quickstart.md, help/doctor, skill/runtimes.md
-    heading: str
-    text: str
-    tf: Counter[str] = field(compare=False, hash=False)
-    length: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class Match:
-    source: str
-    heading: str
-    excerpt: str
+    section: Section
     score: float
 
+    @property
+    def cite(self) -> str:
+        return self.section.cite
 
-def _section(source: str, heading: str, body: str) -> Section | None:
-    body = body.strip()
-    if not body:
-        return None
-    words = terms(body) + terms(heading) * 2
-    return Section(source, heading, body, Counter(words), len(words))
-
-
-def split_markdown(source: str, text: str) -> list[Section]:
-    """One section per heading (levels 1-4); text before the first heading belongs to the title."""
-    out: list[Section] = []
-    heading, lines = source, list[str]()
-    in_code = False
-    for line in text.splitlines():
-        if line.startswith("```"):
-            in_code = not in_code
-        m = None if in_code else _HEADING.match(line)
-        if m:
-            s = _section(source, heading, "\n".join(lines))
-            if s:
-                out.append(s)
-            heading, lines = m.group(2), []
-        else:
-            lines.append(line)
-    s = _section(source, heading, "\n".join(lines))
-    if s:
-        out.append(s)
-    return out
+    @property
+    def heading(self) -> str:
+        return self.section.heading
 
 
-def split_topic(name: str, text: str) -> list[Section]:
-    """A help topic: its title line, then blocks of about 1,200 characters cut at blank lines."""
-    title, _, body = text.partition("\n")
-    out: list[Section] = []
-    block: list[str] = []
-    size = 0
-    for para in re.split(r"\n\s*\n", body):
-        if block and size + len(para) > EXCERPT_CHARS:
-            s = _section(f"help/{name}", title.strip(), "\n\n".join(block))
-            if s:
-                out.append(s)
-            block, size = [], 0
-        block.append(para)
-        size += len(para)
-    s = _section(f"help/{name}", title.strip(), "\n\n".join(block))
-    if s:
-        out.append(s)
-    return out
+def _troubleshooting(cite: str) -> bool:
+    return "troubleshooting" in cite.split("#", 1)[0]
 
 
-@dataclass(slots=True)
 class KnowledgeBase:
-    sections: list[Section]
-    df: Counter[str] = field(default_factory=Counter)
-    avg_len: float = 1.0
+    """The sections and their index."""
 
-    def __post_init__(self) -> None:
-        for s in self.sections:
-            self.df.update(set(s.tf))
-        self.avg_len = sum(s.length for s in self.sections) / max(1, len(self.sections))
+    def __init__(self, sections: list[Section]) -> None:
+        self.sections = sections
+        self._by_cite = {s.cite: n for n, s in enumerate(sections)}
+        self._shows = [frozenset(sub for c in s.commands if (sub := subcommand(c.command))) for s in sections]
+        self._subcommands = frozenset().union(*self._shows)
+        self.index = Index.build(
+            Fields(s.heading, s.context, s.text, " ".join(c.command for c in s.commands), s.prior,
+                   troubleshooting=_troubleshooting(s.source))
+            for s in sections)
 
     def search(self, query: str, limit: int = 3) -> list[Match]:
-        """The best ``limit`` sections for ``query`` (none when no query term occurs anywhere)."""
-        q = set(terms(query))
-        n = len(self.sections)
-        scored: list[tuple[float, Section]] = []
-        for s in self.sections:
-            score = 0.0
-            for t in q:
-                f = s.tf.get(t, 0)
-                if not f:
-                    continue
-                idf = math.log(1 + (n - self.df[t] + 0.5) / (self.df[t] + 0.5))
-                score += idf * f * 2.2 / (f + 1.2 * (0.25 + 0.75 * s.length / self.avg_len))
-            if score > 0:
-                scored.append((score, s))
-        scored.sort(key=lambda p: (-p[0], p[1].source, p[1].heading))
-        return [Match(s.source, s.heading, excerpt(s.text), round(score, 3)) for score, s in scored[:limit]]
+        """The best ``limit`` sections for ``query`` (none when no query word occurs anywhere).
+
+        Two facts of the docs themselves re-rank the index's candidates. A question that names
+        a command ("with dev proxy", "tunnel-client doctor") prefers the sections that show it.
+        A candidate that sends the reader to another candidate ("for history, scrape /metrics
+        ... (observability.md#metrics)") lends it a share of its score, so the page that holds
+        the full answer can outrank the pointer.
+        """
+        scores = dict(self.index.search(query, max(limit, CANDIDATES)))
+        named = self.named_subcommands(query)
+        if named:
+            scores = {p: sc * (SHOWS_COMMAND if self._shows[p] & named else 1.0) for p, sc in scores.items()}
+        lent = dict.fromkeys(scores, 0.0)
+        symptom = is_symptom(query)
+        for pos, score in scores.items():
+            for target in self.sections[pos].links:
+                to = self._by_cite.get(target)
+                # A pointer to a troubleshooting entry ("if it fails, see ...") is no answer to a task.
+                if to is not None and to in scores and to != pos and (symptom or not _troubleshooting(target)):
+                    lent[to] = max(lent[to], LINK_SHARE * score)
+        ranked = sorted(scores, key=lambda p: (-(scores[p] + lent[p]), p))[:limit]
+        return [Match(self.sections[p], round(scores[p] + lent[p], 4)) for p in ranked]
+
+    def named_subcommands(self, query: str) -> frozenset[str]:
+        """The tunnel-client subcommands the question names: ``dev proxy``, or ``tunnel-client doctor``."""
+        words = " ".join(_QUESTION_WORD.findall(query.lower()))
+        # One word ("run", "health") is ordinary English unless it follows the program's name.
+        return frozenset(sub for sub in self._subcommands
+                         if re.search(rf"\b{re.escape(sub if ' ' in sub else 'tunnel-client ' + sub)}\b", words))
 
 
-def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    cut = text.rfind("\n", 0, limit)
-    return text[: cut if cut > limit // 2 else limit].rstrip() + "\n..."
+_QUESTION_WORD = re.compile(r"[a-z][a-z0-9-]*")
+_SUBCOMMAND_WORD = re.compile(r"[a-z][a-z-]*")
+
+
+def subcommand(command: str) -> str:
+    """The subcommand a command line runs: ``tunnel-client dev proxy --mcp-command X`` -> ``dev proxy``."""
+    words = command.split()
+    if not words or words[0] != "tunnel-client":
+        return ""
+    sub = []
+    for w in words[1:3]:  # the command families are at most two words deep before the object
+        if not _SUBCOMMAND_WORD.fullmatch(w):
+            break
+        sub.append(w)
+    return " ".join(sub)
+
+
+def _prior(section: Section, base: float) -> Section:
+    p = base * (PRIOR_DIFFERENCES if _DIFFERENCES.search(section.heading) else 1.0)
+    return section if p == 1.0 else replace(section, prior=p)
 
 
 def build(docs: Path | None, topics: dict[str, str], references: Path | None) -> KnowledgeBase:
@@ -170,12 +147,15 @@ def build(docs: Path | None, topics: dict[str, str], references: Path | None) ->
     sections: list[Section] = []
     if docs is not None:
         for p in sorted(docs.rglob("*.md")):
-            sections += split_markdown(f"docs/{p.relative_to(docs).as_posix()}", p.read_text(encoding="utf-8"))
+            rel = p.relative_to(docs).as_posix()
+            base = PRIOR_INDEX_PAGE if rel == "README.md" else 1.0
+            sections += [_prior(s, base) for s in split_markdown(f"docs/{rel}", p.read_text(encoding="utf-8"))]
     for name, text in sorted(topics.items()):
         sections += split_topic(name, text)
     if references is not None:
         for p in sorted(references.glob("*.md")):
-            sections += split_markdown(f"skill/{p.name}", p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
+            sections += [_prior(s, PRIOR_SKILL) for s in split_markdown(f"skill/{p.name}", text, "skill")]
     return KnowledgeBase(sections)
 
 
@@ -186,24 +166,22 @@ def default_knowledge() -> KnowledgeBase:
     return build(docs_dir(), topics, skill_references_dir())
 
 
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip() + "\n..."
+
+
 def context_block(matches: list[Match]) -> str:
-    """The excerpts as injected into an assistant thread (one labelled block per match)."""
+    """The ranked sections as injected into an assistant thread (one labelled block per section)."""
     if not matches:
         return "knowledge.matches: none (answer from general tunnel-client knowledge and say so)"
-    lines = [f"knowledge.matches: {len(matches)} excerpts from the tunnel-client docs and help topics"]
+    lines = [f"knowledge.matches: {len(matches)} sections of the tunnel-client docs and help topics, best first; "
+             "cite the path of each one you use"]
     for n, m in enumerate(matches, 1):
-        lines += [f"knowledge.match.{n}.path: {m.source}", f"knowledge.match.{n}.heading: {m.heading}",
-                  f"knowledge.match.{n}.excerpt_begin", m.excerpt, f"knowledge.match.{n}.excerpt_end"]
+        where = f"{m.section.context} > {m.heading}" if m.section.context else m.heading
+        lines += [f"knowledge.match.{n}.path: {m.cite}", f"knowledge.match.{n}.heading: {where}",
+                  f"knowledge.match.{n}.excerpt_begin", excerpt(m.section.text), f"knowledge.match.{n}.excerpt_end"]
     return "\n".join(lines)
-
-
-def offline_answer(question: str, kb: KnowledgeBase | None = None, limit: int = 3) -> str:
-    """What ``codex assistant`` prints when Codex cannot answer: the best excerpts, labelled by source."""
-    matches = (kb or default_knowledge()).search(question, limit)
-    if not matches:
-        return ("No passage of the tunnel-client docs or help topics matches that question.\n"
-                "Try: tunnel-client help (topics), tunnel-client help quickstart, tunnel-client doctor --explain")
-    out = []
-    for m in matches:
-        out += [f"## {m.heading}  [{m.source}]", "", m.excerpt, ""]
-    return "\n".join(out).rstrip() + "\n"
