@@ -7,6 +7,7 @@ Signal handling stays with the caller: uvicorn's own handlers are disabled.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -102,6 +103,34 @@ def bind_unix(path: str, *, what: str = "unix socket") -> socket.socket:
     return sock
 
 
+class _LifespanGuard:
+    """Keep an abandoned shutdown quiet.
+
+    uvicorn runs the ASGI lifespan in a task of its own, outside our task group. When a second
+    signal abandons the drain, the event loop cancels that task on the way out and the app reports
+    "shutdown failed" with a CancelledError traceback, which uvicorn logs at ERROR. Nothing failed:
+    the user asked to stop now. Any other lifespan error is still reported.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def quiet_send(message: Any) -> None:
+            if message.get("type", "").endswith(".failed") and "CancelledError" in str(message.get("message", "")):
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, quiet_send)
+        except asyncio.CancelledError:
+            return  # uvicorn's own task, cancelled at loop shutdown: end it quietly
+
+
 def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0,
           options: dict[str, Any] | None = None) -> Served:
     """Start serving ``app`` on ``sock`` in ``tg``; call ``Served.stop()`` to shut it down.
@@ -109,7 +138,7 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
     ``options`` are extra uvicorn.Config arguments (TLS: ``ssl_certfile``/``ssl_keyfile``; limits).
     """
     config = uvicorn.Config(
-        app,
+        _LifespanGuard(app),
         log_config=None,
         access_log=False,
         lifespan="auto",

@@ -95,6 +95,11 @@ class Proc:
         result: re.Match[str] = self._wait_line(self.stdout, rx.search, timeout, f"stdout /{pattern}/")
         return result
 
+    def wait_stderr(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        rx = re.compile(pattern)
+        result: re.Match[str] = self._wait_line(self.stderr, rx.search, timeout, f"stderr /{pattern}/")
+        return result
+
     def wait_log(self, msg: str, timeout: float = WAIT) -> dict[str, Any]:
         """Wait for a JSON log record (``--log.format json`` on stderr) whose ``msg`` equals ``msg``."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,18 +132,25 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
 
     def tunnel_or_error(request: Request, *, runtime: bool) -> tuple[str, Response | None]:
         tunnel_id = request.path_params["tunnel_id"]
+        refused: tuple[int, str, str, str] | None = None
         if not TUNNEL_ID_RE.match(tunnel_id):
-            return tunnel_id, api_error(400, "The tunnel ID is not a tunnel_<32 lowercase alphanumeric> value.",
-                                        "invalid_tunnel_id_format")
-        verdict = gate.runtime(bearer(request), tunnel_id) if runtime else "ok"
+            refused = (400, "The tunnel ID is not a tunnel_<32 lowercase alphanumeric> value.",
+                       "invalid_tunnel_id_format", "invalid_request_error")
+        verdict = gate.runtime(bearer(request), tunnel_id) if runtime and refused is None else "ok"
         if verdict == "invalid":
-            return tunnel_id, api_error(401, "Missing or invalid runtime API key.", "invalid_api_key")
-        if verdict == "forbidden":
-            return tunnel_id, api_error(403, "This runtime API key is not bound to this tunnel; use the key "
-                                        "issued for it.", "tunnel_use_forbidden", typ="permission_error")
-        if tunnel_id not in broker.tunnels:
-            return tunnel_id, api_error(404, f"Tunnel {tunnel_id} not found.", "tunnel_not_found")
-        return tunnel_id, None
+            refused = (401, "Missing or invalid runtime API key.", "invalid_api_key", "invalid_request_error")
+        elif verdict == "forbidden":
+            refused = (403, "This runtime API key is not bound to this tunnel; use the key issued for it.",
+                       "tunnel_use_forbidden", "permission_error")
+        elif refused is None and tunnel_id not in broker.tunnels:
+            refused = (404, f"Tunnel {tunnel_id} not found.", "tunnel_not_found", "invalid_request_error")
+        if refused is None:
+            return tunnel_id, None
+        if runtime:  # front-door refusals are logged with the caller's outcome
+            log.info("runtime request refused", extra={
+                "status_code": refused[0], "error_code": refused[2], "tunnel_id": tunnel_id[:64],
+                "http_method": request.method, "path": request.url.path[:200]})
+        return tunnel_id, api_error(refused[0], refused[1], refused[2], typ=refused[3])
 
     async def metadata(request: Request) -> Response:
         tunnel_id, err = tunnel_or_error(request, runtime=True)
@@ -216,6 +224,23 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         return JSONResponse({"status": "ok"})
 
     async def front_door(request: Request) -> Response:
+        """One info line per caller outcome (status, tunnel, channel, duration, failure source)."""
+        outcome = _Outcome(request.path_params["tunnel_id"], request.query_params.get("channel", "main"),
+                           request.method)
+        try:
+            resp = await _front_door(request, outcome)
+        except anyio.get_cancelled_exc_class():
+            outcome.log(499, failure="caller_gone")
+            raise
+        except Exception:
+            outcome.log(500, failure="service_error")
+            raise
+        if isinstance(resp, StreamingResponse):
+            return resp  # logged when the stream ends
+        outcome.log(resp.status_code, body=getattr(resp, "body", b""))
+        return resp
+
+    async def _front_door(request: Request, outcome: _Outcome) -> Response:
         tunnel_id, err = tunnel_or_error(request, runtime=False)
         if err:
             return err
@@ -238,6 +263,7 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
             message = None
         if not isinstance(message, dict):
             return api_error(400, "The MCP request body must be a JSON object.", "invalid_json_payload")
+        outcome.rpc_method = str(message.get("method") or "")[:64]
         channel = request.query_params.get("channel", "main")
         response_timeout = _duration_ms(config.response_timeout)
         if config.test_controls is not None and "response_timeout" in request.query_params:
@@ -253,7 +279,7 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         is_request = "method" in message and "id" in message
         wants_sse = "text/event-stream" in request.headers.get("accept", "")
         if is_request and wants_sse:
-            return await _finish_sse(tunnel_id, command, message.get("id"))
+            return await _finish_sse(tunnel_id, command, message.get("id"), outcome)
         return await _finish_plain(tunnel_id, command, is_request=is_request, rpc_id=message.get("id"))
 
     def _wait_budget(command: dict[str, Any]) -> float:
@@ -279,7 +305,7 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         finally:
             broker.forget(tunnel_id, p.request_id)
         if final is None:
-            return _timeout_response(is_request, rpc_id)
+            return _timeout_response(is_request, rpc_id, _no_answer(tunnel_id, p))
         status = _answer_status(int(final.get("resp_code") or 200))
         hdrs = {k: ", ".join(v) for k, v in (final.get("resp_headers") or {}).items()}
         body = final.get("resp_json")
@@ -289,7 +315,21 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         hdrs["Content-Type"] = "application/json"
         return Response(json.dumps(body, separators=(",", ":")), status_code=status, headers=hdrs)
 
-    async def _finish_sse(tunnel_id: str, command: dict[str, Any], rpc_id: Any) -> Response:
+    def _no_answer(tunnel_id: str, p: Pending) -> _NoAnswer:
+        """Why a caller got no answer: nobody took the command, or the client that took it stayed silent."""
+        waited = format_seconds(_wait_budget(p.command) - 1.0)
+        if p.polled:
+            return _NoAnswer("client_timeout", "tunnel_client_not_connected",
+                             f"the tunnel-client took the request but sent no answer within {waited}; "
+                             "check its log and its MCP server")
+        q = broker.tunnels.get(tunnel_id)
+        last = q.last_poll if q is not None else 0.0
+        seen = "never polled" if not last else f"last poll {format_seconds(max(0.0, time.time() - last))} ago"
+        return _NoAnswer("no_poller", "tunnel_client_not_seen",
+                         f"no tunnel-client polled tunnel {tunnel_id} within {waited} ({seen}); "
+                         "start `tunnel-client run` for this tunnel, or check its /readyz")
+
+    async def _finish_sse(tunnel_id: str, command: dict[str, Any], rpc_id: Any, outcome: _Outcome) -> Response:
         try:
             p = await broker.submit(tunnel_id, command)
         except DeliveryError as exc:
@@ -301,7 +341,7 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
             first = await p.receive.receive()
         if first is None:
             broker.forget(tunnel_id, p.request_id)
-            return _timeout_response(True, rpc_id)
+            return _timeout_response(True, rpc_id, _no_answer(tunnel_id, p))
         status = _answer_status(int(first.get("resp_code") or 200))
         hdrs = {k: ", ".join(v) for k, v in (first.get("resp_headers") or {}).items() if k.lower() != "content-type"}
         if first.get("resp_type") != "jsonrpc_notify":
@@ -312,21 +352,36 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
                             headers=hdrs)
 
         async def stream() -> AsyncIterator[bytes]:
+            last: dict[str, Any] = {}
             try:
                 yield _sse(first.get("resp_json") or {})
                 with anyio.move_on_after(budget):
                     async for payload in p.receive:
+                        last = payload
                         yield _sse(payload.get("resp_json") or {})
                         if payload.get("resp_type") != "jsonrpc_notify":
                             return
             finally:
                 broker.forget(tunnel_id, p.request_id)
+                if last.get("resp_type", "jsonrpc_notify") == "jsonrpc_notify":
+                    outcome.log(200, failure="stream_ended_without_answer")
+                else:
+                    outcome.log(_answer_status(int(last.get("resp_code") or 200)), payload=last.get("resp_json"))
 
         return StreamingResponse(stream(), status_code=200 if status < 300 else status, headers=hdrs,
                                  media_type="text/event-stream")
 
+    async def healthz(request: Request) -> Response:
+        """Liveness, and when each tunnel was last polled: the first thing to look at after a 504."""
+        now = time.time()
+        return JSONResponse({"status": "ok", "tunnels": [
+            {"tunnel_id": q.tunnel_id, "last_poll": _iso(q.last_poll) if q.last_poll else None,
+             "seconds_since_last_poll": round(now - q.last_poll, 3) if q.last_poll else None}
+            for q in broker.tunnels.values()]})
+
     app = Starlette(
         routes=[
+            Route("/healthz", healthz, methods=["GET"]),
             *build_admin_routes(broker, gate, admin_keys=config.admin_keys, runtime_metadata=metadata),
             Route("/v1/tunnels/{tunnel_id}", metadata, methods=["GET"]),
             Route("/v1/tunnels/{tunnel_id}/poll", poll, methods=["GET"]),
@@ -343,14 +398,71 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
     return guarded
 
 
-def _timeout_response(is_request: bool, rpc_id: Any) -> Response:
+@dataclass(frozen=True, slots=True)
+class _NoAnswer:
+    reason: str  # failure source in the service's log: no_poller | client_timeout
+    code: str  # API error code for callers that sent no JSON-RPC request
+    detail: str
+
+
+def _timeout_response(is_request: bool, rpc_id: Any, why: _NoAnswer) -> Response:
     if not is_request:
-        return api_error(504, "The tunnel client did not answer in time.", "tunnel_client_not_connected")
-    body = {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": -32603, "message": status_text(504)}}
+        return api_error(504, f"Gateway Timeout: {why.detail}.", why.code)
+    body = {"jsonrpc": "2.0", "id": rpc_id, "error": {
+        "code": -32603, "message": f"{status_text(504)}: {why.detail}",
+        "data": {"tunnel_service": {"reason": why.reason, "detail": why.detail}}}}
     return JSONResponse(body, status_code=504)
 
 
-def _now_rfc3339() -> str:
+@dataclass(slots=True)
+class _Outcome:
+    """What the service logs about one front-door call, once its status is known."""
+
+    tunnel_id: str
+    channel: str
+    method: str
+    rpc_method: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    def log(self, status: int, *, failure: str = "", body: bytes = b"", payload: Any = None) -> None:
+        if not failure and status >= 400:
+            failure = _failure_source(body, payload)
+        log.info("front door request", extra={
+            "status_code": status, "tunnel_id": self.tunnel_id[:64], "channel": self.channel[:64],
+            "http_method": self.method, "rpc_method": self.rpc_method,
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
+            "failure_source": failure})
+
+
+def _failure_source(body: bytes, payload: Any) -> str:
+    """The bounded source of a failed answer: tunnel_failure.source, the service's reason, or the API error code."""
+    if payload is None and body:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return "upstream"
+    err = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(err, dict):
+        return "upstream"
+    data = err.get("data")
+    if isinstance(data, dict):
+        for key, field_name in (("tunnel_failure", "source"), ("tunnel_service", "reason")):
+            inner = data.get(key)
+            if isinstance(inner, dict) and isinstance(inner.get(field_name), str):
+                return str(inner[field_name])[:64]
+    code = err.get("code")
+    return code[:64] if isinstance(code, str) else "upstream"
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s".replace(".0s", "s")
+
+
+def _iso(ts: float) -> str:
     import datetime
 
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _now_rfc3339() -> str:
+    return _iso(time.time())

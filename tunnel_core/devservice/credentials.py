@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 from collections.abc import Iterable
@@ -33,6 +34,8 @@ from typing import Literal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tunnel_core.devservice.registry import Registry
+
+log = logging.getLogger("tunnel_client.tunnelservice")
 
 CALLER_TOKEN_HEADER = "X-Tunnel-Caller-Token"
 _HEADER_KEY = CALLER_TOKEN_HEADER.lower().encode()
@@ -189,7 +192,10 @@ class FrontDoorGuard:
             else:
                 kept.append((name, value))
         if not self.gate.caller_allowed(token, match.group(1)):
-            data = unauthorized_body("invalid_caller_token" if token else "caller_token_required")
+            code = "invalid_caller_token" if token else "caller_token_required"
+            log.info("front door request", extra={"status_code": 401, "tunnel_id": match.group(1)[:64],
+                                                  "http_method": scope.get("method", ""), "failure_source": code})
+            data = unauthorized_body(code)
             await send({"type": "http.response.start", "status": 401, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
                 (b"www-authenticate", CHALLENGE.encode())]})
