@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.support.everything import everything_http
 from tests.support.faulty import (
     STDIO_COMMAND,
     FaultyService,
@@ -342,29 +342,8 @@ def test_startup_wait_delays_polling_until_the_target_listens(
 
 @pytest.fixture(scope="module")
 def server_everything() -> Iterator[str]:
-    exe = ROOT / ".test-deps" / "npm" / "node_modules" / ".bin" / "mcp-server-everything"
-    if not exe.exists():
-        pytest.fail("server-everything is installed by scripts/bootstrap")
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    proc = subprocess.Popen([str(exe), "streamableHttp"], env={**os.environ, "PORT": str(port)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_until(listening, "server-everything to listen", timeout=30)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with everything_http() as url:
+        yield url
 
 
 def test_real_third_party_http_server_everything(relay_on: Any, faulty: FaultyService, server_everything: str) -> None:

@@ -67,6 +67,23 @@ def tool_outputs(body: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def offered_tools(body: dict[str, Any]) -> set[tuple[str, str]]:
+    """``(namespace, name)`` of every function tool in a request's tool list ("" for top-level tools)."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(items: Any, namespace: str) -> None:
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "namespace":
+                walk(item.get("tools"), str(item.get("name", "")))
+            elif item.get("type") == "function" and isinstance(item.get("name"), str):
+                found.add((namespace, item["name"]))
+
+    walk(body.get("tools"), "")
+    return found
+
+
 def user_text(body: dict[str, Any]) -> str:
     """All user-message text of a request, joined."""
     parts: list[str] = []

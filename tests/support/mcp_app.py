@@ -8,6 +8,10 @@ Tools:
 - ``fail {message}``: raises ``ToolError``, so the server answers with an ``isError`` tool result.
 - ``rpc_error {code, message}``: raises ``MCPError``, so the server answers with a JSON-RPC error.
 - ``seen_headers``: the HTTP request headers the MCP server received.
+- ``ask {question, timeout}``: sends ``elicitation/create`` to the caller inside this call's
+  stream and waits ``timeout`` seconds for the answer; returns the caller's action (``accept``
+  with its ``answer``, ``decline``, ``cancel``) or, when nobody answers in time, this server's
+  own timeout as a tool error.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -71,6 +77,19 @@ def build_mcp_app(gates: Gates) -> Starlette:
     @server.tool(description="The HTTP request headers this server received")
     def seen_headers(ctx: Context) -> dict[str, str]:
         return {k.lower(): v for k, v in (ctx.headers or {}).items()}
+
+    @server.tool(description="Ask the caller a question (elicitation) and wait `timeout` seconds for the answer")
+    async def ask(question: str, ctx: Context, timeout: float = 10.0) -> str:
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+        request = ElicitRequest(params=ElicitRequestFormParams(message=question, requested_schema=schema))
+        try:
+            result = await ctx.session.send_request(
+                request, ElicitResult, request_read_timeout_seconds=timeout,
+                metadata=ServerMessageMetadata(related_request_id=ctx.request_id))
+        except MCPError as exc:
+            raise ToolError(f"no answer from the caller: {exc.error.message}") from None
+        answer = (result.content or {}).get("answer", "")
+        return f"{result.action}: {answer}" if answer else result.action
 
     mcp_app = server.streamable_http_app(streamable_http_path="/mcp")
 

@@ -81,21 +81,31 @@ class Dispatcher:
             log.info("response deadline already passed; dropping command", extra=ctx)
             return
         with anyio.CancelScope(deadline=deadline) as scope:
-            async with self._workers:
-                self._metrics.worker_occupancy.set(self._workers.borrowed_tokens)
-                try:
-                    with tracing.start("tunnel.dispatch", ctx, kind="CONSUMER", link_from=cmd.headers):
-                        await self._process(cmd, received_at)
-                except Exception as exc:  # one command's fault must never stop the relay
-                    self._dropped(cmd, "client_internal", received_at)
-                    log.error("command failed unexpectedly; no response posted",
-                              extra={**ctx, "error_type": type(exc).__name__})
-                finally:
-                    self._metrics.worker_occupancy.set(self._workers.borrowed_tokens - 1)
+            if _request_kind(cmd) == "notification":
+                # A caller's answer to a server-to-client request, or a notification such as
+                # notifications/cancelled, needs no worker: the calls holding every worker may be the
+                # very ones waiting for it. It is one short POST (or stdin write), bounded like any command.
+                await self._run(cmd, received_at, ctx)
+            else:
+                async with self._workers:
+                    self._metrics.worker_occupancy.set(self._workers.borrowed_tokens)
+                    try:
+                        await self._run(cmd, received_at, ctx)
+                    finally:
+                        self._metrics.worker_occupancy.set(self._workers.borrowed_tokens - 1)
         if scope.cancelled_caught:
             self._metrics.deadline_drops.labels("in_flight").inc()
             self._dropped(cmd, "deadline", received_at)
             log.info("response deadline expired during processing; no response posted", extra=ctx)
+
+    async def _run(self, cmd: PolledCommand, received_at: float, ctx: dict[str, str]) -> None:
+        try:
+            with tracing.start("tunnel.dispatch", ctx, kind="CONSUMER", link_from=cmd.headers):
+                await self._process(cmd, received_at)
+        except Exception as exc:  # one command's fault must never stop the relay
+            self._dropped(cmd, "client_internal", received_at)
+            log.error("command failed unexpectedly; no response posted",
+                      extra={**ctx, "error_type": type(exc).__name__})
 
     async def _process(self, cmd: PolledCommand, received_at: float) -> None:
         target = self._targets.get(cmd.channel)

@@ -2,7 +2,8 @@
 
 The connector's JSON-RPC message is POSTed as received (ids and payload untouched) over a
 kept-alive connection pool. JSON and SSE answers are both read; every server notification
-on an SSE stream is emitted as ``jsonrpc_notify`` before the terminal ``jsonrpc_response``.
+and server-to-client request on an SSE stream is emitted as ``jsonrpc_notify`` before the
+terminal ``jsonrpc_response``.
 """
 
 from __future__ import annotations
@@ -173,7 +174,11 @@ class HTTPTarget:
             if _is_response_to(msg, rpc_id):
                 await _drain(chunks)
                 return Reply("jsonrpc_response", status, msg, _json_headers(headers, force=False))
-            if isinstance(msg, dict) and "method" in msg and "id" not in msg:
+            if isinstance(msg, dict) and "method" in msg:
+                # A notification, or a request of the server to the caller (sampling, elicitation,
+                # roots/list, ping): relayed like a notification, in order. The caller answers with a
+                # POST of its own, which reaches this server in the same session while this stream
+                # stays open; an unanswered request is the server's to time out.
                 if notify_ok:
                     notify_ok = await emit(Reply("jsonrpc_notify", status, msg, headers))
                 continue

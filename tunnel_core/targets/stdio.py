@@ -32,7 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure
-from tunnel_core.wire.messages import JsonRpcCommand, SessionTerminationCommand
+from tunnel_core.wire.messages import JsonRpcCommand, SessionTerminationCommand, header_value
 
 log = logging.getLogger("tunnel_client.process")
 
@@ -62,6 +62,7 @@ class _Call:
     receive: MemoryObjectReceiveStream[dict[str, Any]]
     progress: dict[str, Any] = field(default_factory=dict)  # internal token -> original token
     started: float = field(default_factory=time.monotonic)
+    session: str = ""  # the caller's Mcp-Session-Id: JSON-RPC ids are unique only within a session
 
 
 class StdioTarget:
@@ -273,19 +274,31 @@ class StdioTarget:
         is_request = "method" in msg and "id" in msg
         try:
             await self._wait_up()
+            session = header_value(cmd.headers, "mcp-session-id") or ""
             if not is_request:
-                await self._write(msg)
+                await self._write(self._cancel_to_internal(msg, session))
                 return Reply("notify_ack", 202)
-            return await self._request(msg, emit)
+            return await self._request(msg, emit, session)
         except TargetFailure as failure:
             if not is_request:
                 return Reply("notify_ack", failure.status)
             return Reply("jsonrpc_response", failure.status, failure.envelope(msg.get("id")), JSON_HEADERS)
 
-    async def _request(self, msg: dict[str, Any], emit: Emit) -> Reply:
+    def _cancel_to_internal(self, msg: dict[str, Any], session: str) -> dict[str, Any]:
+        """Point a caller's ``notifications/cancelled`` at the id the child knows its request by."""
+        params = msg.get("params")
+        if msg.get("method") != "notifications/cancelled" or not isinstance(params, dict):
+            return msg
+        rid = params.get("requestId")
+        found = [k for k, c in self._calls.items() if c.original_id == rid and c.session == session]
+        if len(found) != 1:
+            return msg  # not in flight (or ambiguous without a session): the child ignores an unknown id
+        return {**msg, "params": {**params, "requestId": found[0]}}
+
+    async def _request(self, msg: dict[str, Any], emit: Emit, session: str = "") -> Reply:
         internal = f"tc-{next(self._ids)}"
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
-        call = _Call(msg.get("id"), send, receive)
+        call = _Call(msg.get("id"), send, receive, session=session)
         out = dict(msg)
         out["id"] = internal
         params = msg.get("params")
