@@ -10,6 +10,7 @@ SDK client with its callbacks, and raw front-door calls where the wire shape mat
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,12 +322,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
 
 
+CALLER_TOKEN = "ct_test_" + secrets.token_urlsafe(16)
+
+
 def start_serve(redis_url: str, tunnel: str, runtime_key: str, home: Path) -> ServiceProc:
-    """``tunnel-client serve`` (production mode) on the Redis queue."""
+    """``tunnel-client serve`` (production mode) on the Redis queue; callers need ``CALLER_TOKEN``."""
     argv = [TUNNEL_CLIENT, "serve", "--listen", "127.0.0.1:0", "--tunnel-id", tunnel,
-            "--runtime-api-key", "env:SERVE_RUNTIME_KEY", "--engine-queue-backend", "redis",
-            "--engine-redis-url", redis_url, "--response-timeout", "10s"]
-    proc = Proc(argv, base_env(home, SERVE_RUNTIME_KEY=runtime_key))
+            "--runtime-api-key", "env:SERVE_RUNTIME_KEY", "--caller-token", f"{tunnel}=env:SERVE_CALLER_TOKEN",
+            "--engine-queue-backend", "redis", "--engine-redis-url", redis_url, "--response-timeout", "10s"]
+    proc = Proc(argv, base_env(home, SERVE_RUNTIME_KEY=runtime_key, SERVE_CALLER_TOKEN=CALLER_TOKEN))
     try:
         url = proc.wait_stdout(r"Tunnel service: (\S+)").group(1)
     except BaseException:
@@ -366,7 +370,8 @@ def test_answer_posted_to_another_instance_reaches_the_call_held_by_the_first(
                     async def answer_elsewhere(msg: dict[str, Any]) -> None:
                         reply = {"jsonrpc": "2.0", "id": msg["id"],
                                  "result": {"action": "accept", "content": {"name": "Grace Hopper"}}}
-                        resp, _ = await fd.post(client, answer_url, reply, session)
+                        resp, _ = await fd.post(client, answer_url, reply,
+                                                {**session, "X-Tunnel-Caller-Token": CALLER_TOKEN})
                         answers.append(resp.status_code)
 
                     call = fd.request("tools/call", {"name": "trigger-elicitation-request", "arguments": {}})
@@ -382,4 +387,4 @@ def test_answer_posted_to_another_instance_reaches_the_call_held_by_the_first(
         for svc in (dev, serve):
             svc.proc.kill()
         for p in [*clients, dev, serve]:
-            assert runtime_key not in p.proc.output()
+            assert runtime_key not in p.proc.output() and CALLER_TOKEN not in p.proc.output()
