@@ -6,7 +6,11 @@ fails below 90 % and lists the questions that failed.
 
 from __future__ import annotations
 
-from tests.support.assistant_eval import Case, cites, evaluate, load_cases, report, required
+from pathlib import Path
+
+import pytest
+
+from tests.support.assistant_eval import FIXTURE, UNSEEN, Case, cites, evaluate, load_cases, report, required
 from tunnel_core.codex.knowledge import default_knowledge
 
 
@@ -19,17 +23,19 @@ def test_the_offline_assistant_answers_the_everyday_questions() -> None:
     assert passed >= required(len(cases)), "failing questions:\n" + report([v for v in verdicts if not v.passed])
 
 
-def test_every_expected_source_exists() -> None:
+@pytest.mark.parametrize("fixture", [FIXTURE, UNSEEN], ids=["eval", "unseen"])
+def test_every_expected_source_exists(fixture: Path) -> None:
     """A renamed heading fails here by name, not as a quiet drop in the score."""
     sections = default_knowledge().sections
     known = {s.cite for s in sections} | {s.source for s in sections}
-    missing = [(c.id, want) for c in load_cases() for want in c.sources if want not in known]
+    missing = [(c.id, want) for c in load_cases(fixture) for want in c.sources if want not in known]
     assert not missing, f"expected sources that no longer exist: {missing}"
 
 
-def test_expected_sources_are_user_docs_not_skills() -> None:
+@pytest.mark.parametrize("fixture", [FIXTURE, UNSEEN], ids=["eval", "unseen"])
+def test_expected_sources_are_user_docs_not_skills(fixture: Path) -> None:
     """Skills are written for the model and change with the tools; the evaluation must not lean on them."""
-    assert not [c.id for c in load_cases() for want in c.sources if not want.startswith(("docs/", "help/"))]
+    assert not [c.id for c in load_cases(fixture) for want in c.sources if not want.startswith(("docs/", "help/"))]
 
 
 def test_the_score_counts_a_wrong_first_source_and_a_missing_phrase_as_failures() -> None:

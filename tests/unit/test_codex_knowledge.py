@@ -274,3 +274,10 @@ def test_offline_answer_over_the_shipped_docs() -> None:
     kb = default_knowledge()
     assert {s.kind for s in kb.sections} == {"docs", "help", "skill"}
     assert all(isinstance(s, Section) and s.text for s in kb.sections)
+
+
+def test_the_skill_references_are_those_of_the_plugin_bundle() -> None:
+    from tunnel_core.codex import bundle, knowledge
+
+    assert knowledge.SKILL_NAME == bundle.SKILL_NAME
+    assert knowledge.skill_references_dir() == bundle.source_root("skills") / bundle.SKILL_NAME / "references"

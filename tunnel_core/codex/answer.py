@@ -126,21 +126,19 @@ def summary(section: Section, relevance: dict[str, float], *, skip_numbered: boo
         sentences += [(p, unit.example if n == len(parts) - 1 else ()) for n, p in enumerate(parts)]
     if not sentences:
         return ""
-    scored = []
-    for pos, (sentence, _) in enumerate(sentences):
-        score = _weight(sentence, relevance)
-        if sentence.startswith(_TROUBLESHOOTING):
-            score += 100.0  # a troubleshooting entry: why, and what to do
-        scored.append((score + (1.0 if pos == 0 else 0.0), pos))
-    chosen: list[int] = []
-    size = 0
+    # A troubleshooting entry's Cause: and Fix: are the answer, whatever their length.
+    chosen = [pos for pos, (sentence, _) in enumerate(sentences) if sentence.startswith(_TROUBLESHOOTING)]
+    size = sum(len(sentences[pos][0]) for pos in chosen)
+    room = 1 if chosen else 3
+    scored = [(_weight(s, relevance) + (1.0 if pos == 0 else 0.0), pos) for pos, (s, _) in enumerate(sentences)]
     for score, pos in sorted(scored, key=lambda p: (-p[0], p[1])):
-        if score <= 0 or (chosen and size + len(sentences[pos][0]) > SUMMARY_CHARS):
+        if room == 0:
+            break
+        if pos in chosen or score <= 0 or (chosen and size + len(sentences[pos][0]) > SUMMARY_CHARS):
             continue
         chosen.append(pos)
         size += len(sentences[pos][0])
-        if len(chosen) == 3:
-            break
+        room -= 1
     blocks: list[str] = []
     prose: list[str] = []
     for pos in sorted(chosen or [0]):

@@ -25,11 +25,13 @@ from tunnel_core.codex.ranking import Fields, Index
 from tunnel_core.codex.vocabulary import is_symptom
 from tunnel_core.ops.topic_files import TOPIC_DIR, topic_names
 
+SKILL_NAME = "tunnel-client"  # = bundle.SKILL_NAME (a test keeps them equal)
 EXCERPT_CHARS = 1500
 CONTEXT_MATCHES = 4
 CANDIDATES = 12  # sections scored before cross-references are counted
 LINK_SHARE = 0.3
 SHOWS_COMMAND = 1.3  # a section showing the command the question names
+QUOTED_TEXT = 1.5  # a section containing the message the question quotes
 
 PRIOR_SKILL = 0.6
 PRIOR_INDEX_PAGE = 0.5
@@ -37,24 +39,25 @@ PRIOR_DIFFERENCES = 0.4
 _DIFFERENCES = re.compile(r"differ|reference implementation", re.IGNORECASE)
 
 
-def docs_dir() -> Path | None:
-    """The user docs: shipped in the wheel (``tunnel_core/_bundle/docs``) or the checkout's ``docs/``."""
+def _shipped(name: str) -> Path | None:
+    """A directory shipped beside the code: in the wheel (``tunnel_core/_bundle/NAME``) or the checkout."""
     package = Path(tunnel_core.__file__).resolve().parent
-    for candidate in (package / "_bundle" / "docs", package.parent / "docs"):
+    for candidate in (package / "_bundle" / name, package.parent / name):
         if candidate.is_dir():
             return candidate
     return None
 
 
-def skill_references_dir() -> Path | None:
-    from tunnel_core.codex.bundle import SKILL_NAME, source_root
-    from tunnel_core.errors import ConfigError
+def docs_dir() -> Path | None:
+    """The user docs: shipped in the wheel (``tunnel_core/_bundle/docs``) or the checkout's ``docs/``."""
+    return _shipped("docs")
 
-    try:
-        path = source_root("skills") / SKILL_NAME / "references"
-    except ConfigError:
-        return None
-    return path if path.is_dir() else None
+
+def skill_references_dir() -> Path | None:
+    """The plugin skill's references (found like ``bundle.source_root``, without importing the bundle models)."""
+    skills = _shipped("skills")
+    path = skills / SKILL_NAME / "references" if skills is not None else None
+    return path if path is not None and path.is_dir() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +94,22 @@ class KnowledgeBase:
     def search(self, query: str, limit: int = 3) -> list[Match]:
         """The best ``limit`` sections for ``query`` (none when no query word occurs anywhere).
 
-        Two facts of the docs themselves re-rank the index's candidates. A question that names
-        a command ("with dev proxy", "tunnel-client doctor") prefers the sections that show it.
+        Facts of the docs themselves re-rank the index's candidates. A question that names a
+        command ("with dev proxy", "tunnel-client doctor") prefers the sections that show it; one
+        that quotes a message ("unknown key") prefers the sections that contain it word for word.
         A candidate that sends the reader to another candidate ("for history, scrape /metrics
         ... (observability.md#metrics)") lends it a share of its score, so the page that holds
         the full answer can outrank the pointer.
         """
         scores = dict(self.index.search(query, max(limit, CANDIDATES)))
         named = self.named_subcommands(query)
-        if named:
-            scores = {p: sc * (SHOWS_COMMAND if self._shows[p] & named else 1.0) for p, sc in scores.items()}
+        quoted = [q.lower() for q in _QUOTED.findall(query) if q.strip()]
+        for p in scores:
+            if named and self._shows[p] & named:
+                scores[p] *= SHOWS_COMMAND
+            text = self.sections[p].text.lower()
+            if quoted and any(q in text for q in quoted):
+                scores[p] *= QUOTED_TEXT  # a message the user pasted, found word for word
         lent = dict.fromkeys(scores, 0.0)
         symptom = is_symptom(query)
         for pos, score in scores.items():
@@ -121,6 +130,7 @@ class KnowledgeBase:
 
 
 _QUESTION_WORD = re.compile(r"[a-z][a-z0-9-]*")
+_QUOTED = re.compile(r"[\"“`]([^\"”`]{3,200})[\"”`]")
 _SUBCOMMAND_WORD = re.compile(r"[a-z][a-z-]*")
 
 

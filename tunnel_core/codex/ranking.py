@@ -40,7 +40,7 @@ COVERAGE_FLOOR = 0.5
 HEADING_MATCH = 1.0
 PAGE_NAMED = 1.3
 NAMED_IDF = 1.0  # a question word this common says nothing about which page
-SYMPTOM_BOOST = 1.3
+SYMPTOM_BOOST = 1.5
 HEADING_PAIR = 0.25
 BODY_PAIR = 0.1
 

@@ -28,7 +28,7 @@ a about after also all an and any are as at be before but by can cannot can't co
 for from got had has have here how i if i'm in into is isn't it it's its just know like made make makes me more most
 my need no not now of on one only or other our out own please said same say says should so some such tell than that
 the their them then there these they this through to use used using very via want was way we what when where which
-who why will with won't would you your configure configured configuring work works working
+who why will with won't would you your configure configured configuring work works working once
 """.split())
 _DOUBLE_OK = ("ll", "ss", "zz")
 # The product's name is one word: split, it would put "tunnel" and "client" in every passage.
@@ -58,37 +58,41 @@ def stem(word: str) -> str:
 
 # Phrases that name one thing, and their token: a passage keeps the phrase and gains the token,
 # a question's phrase becomes the token ("bad gateway" finds the 502 entry as one thing asked).
-PHRASES: tuple[tuple[str, str], ...] = (
-    (r"runtime (?:api )?keys?", "runtime-key"),
-    (r"admin (?:api )?keys?", "admin-key"),
-    (r"api keys?", "api-key"),
-    (r"bad gateway", "502"),
-    (r"gateway time-?out", "504"),
-    (r"method not allowed", "405"),
-    (r"certificate authorit(?:y|ies)|root ca|private ca", "ca-trust"),
-    (r"client certificates?|mutual tls", "client-cert"),
-    (r"unix(?: domain)? sockets?", "unix-socket"),
-    (r"address already in use", "address-in-use"),
-    (r"get rid of", "remove"),
-    (r"dev proxy", "dev-proxy"),
-    (r"crash(?:es|ing)? ?loop", "crash-loop"),
-    (r"log(?:ging)? level|debug log(?:s|ging)?", "log-level"),
-    (r"status page|operator (?:ui|page)", "operator-ui"),
-    (r"self-host(?:ed|ing)?|host (?:it|the tunnel service) (?:myself|yourself)", "self-hosting"),
+# "command line" becomes "cli" everywhere: it is not about stdio commands.
+PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("runtime-key", ("runtime key", "runtime keys", "runtime api key", "runtime api keys")),
+    ("admin-key", ("admin key", "admin keys", "admin api key", "admin api keys")),
+    ("api-key", ("api key", "api keys")),
+    ("502", ("bad gateway",)),
+    ("504", ("gateway timeout", "gateway time-out")),
+    ("405", ("method not allowed",)),
+    ("ca-trust", ("certificate authority", "certificate authorities", "root ca", "private ca", "private cas")),
+    ("client-cert", ("client certificate", "client certificates", "mutual tls")),
+    ("unix-socket", ("unix socket", "unix sockets", "unix domain socket", "unix domain sockets")),
+    ("address-in-use", ("address already in use",)),
+    ("remove", ("get rid of",)),
+    ("dev-proxy", ("dev proxy",)),
+    ("crash-loop", ("crash loop", "crashing loop", "crashloop")),
+    ("log-level", ("log level", "logging level", "debug log", "debug logs", "debug logging")),
+    ("operator-ui", ("status page", "operator ui", "operator page")),
+    ("self-hosting", ("self-host", "self-hosted", "host it myself", "host it yourself",
+                      "host the tunnel service myself", "host the tunnel service yourself")),
+    ("cli", ("command line", "command-line")),
 )
-_CLI = re.compile(r"\bcommand[- ]line\b")
-# One pass over the text for all phrases: group N+1 is phrase N.
-_PHRASE = re.compile(r"\b(?:" + "|".join(f"({p})" for p, _ in PHRASES) + r")\b")
-_PHRASE_TOKEN = {n: token for n, (_, token) in enumerate(PHRASES, 1)}
+_REPLACED = frozenset({"cli"})
 
 
-def _as_question(m: re.Match[str]) -> str:
-    return _PHRASE_TOKEN[m.lastindex or 0]
+def _phrase_index() -> dict[str, tuple[tuple[tuple[str, ...], str], ...]]:
+    """First word -> (words, token) of every phrase variant starting with it, longest first."""
+    index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    for token, variants in PHRASES:
+        for variant in variants:
+            words = tuple(variant.split())
+            index.setdefault(words[0], []).append((words, token))
+    return {w: tuple(sorted(v, key=lambda p: -len(p[0]))) for w, v in index.items()}
 
 
-def _as_passage(m: re.Match[str]) -> str:
-    token = _PHRASE_TOKEN[m.lastindex or 0]
-    return m.group(0) if m.group(0) == token else f"{m.group(0)} {token}"
+_PHRASE_INDEX = _phrase_index()
 
 
 def terms(text: str) -> list[str]:
@@ -102,29 +106,47 @@ def tokens(text: str, *, question: bool = False) -> list[tuple[str, bool]]:
     A phrase of PHRASES is kept and followed by its token in a passage, so either matches; in a
     question it is replaced by its token, so it counts as one thing asked, not three.
     """
+    raws = _WORD.findall(text.lower())
     out: list[tuple[str, bool]] = []
-    text = _CLI.sub("cli", text.lower())  # "the command line" is not about stdio commands
-    text = _PHRASE.sub(_as_question if question else _as_passage, text)
-    for raw in _WORD.findall(text):
-        w = raw.strip("./:-$")
-        if not w or w in _STOP:
-            continue
-        if not _PARTS.search(w):
-            if (len(w) > 2 or w in _SHORT_OK) and (st := stem(w)) not in _STOP:
-                out.append((st, False))
-            continue
-        out.append((w, False))
-        if w in _WHOLE or "://" in w:  # a URL's host and path are examples, not topics
-            continue
-        out += [(stem(p), True) for p in _PARTS.split(w) if p and p not in _STOP and (len(p) > 2 or p in _SHORT_OK)]
+    i = 0
+    while i < len(raws):
+        for words, token in _PHRASE_INDEX.get(raws[i], ()):
+            n = len(words)
+            if tuple(raws[i : i + n]) != words:
+                continue
+            if not question and token not in _REPLACED:
+                for raw in raws[i : i + n]:
+                    out += _word(raw)
+            if question or token in _REPLACED or words != (token,):
+                out += _word(token)
+            i += n
+            break
+        else:
+            out += _word(raws[i])
+            i += 1
     return out
+
+
+@lru_cache(maxsize=32768)
+def _word(raw: str) -> tuple[tuple[str, bool], ...]:
+    """The terms of one word of text (cached: the docs use a few thousand distinct words)."""
+    w = raw.strip("./:-$")
+    if not w or w in _STOP:
+        return ()
+    if not _PARTS.search(w):
+        st = stem(w)
+        return ((st, False),) if (len(w) > 2 or w in _SHORT_OK) and st not in _STOP else ()
+    if w in _WHOLE or "://" in w:  # a URL's host and path are examples, not topics
+        return ((w, False),)
+    return ((w, False), *((stem(p), True) for p in _PARTS.split(w) if p and p not in _STOP
+                          and (len(p) > 2 or p in _SHORT_OK)))
 
 
 # Groups of words a user and the docs use for one thing. Every word of a group expands to the
 # others (at a lower weight than the word itself). Words are given plainly; they are stemmed like the text.
 THESAURUS: tuple[tuple[str, ...], ...] = (
     ("readyz", "readiness", "ready", "not-ready"),
-    ("healthz", "liveness", "alive", "healthy"),
+    ("healthz", "liveness", "alive", "healthy", "health"),
     ("runtime-key", "control_plane_api_key"),
     ("admin-key", "openai_admin_key"),
     ("key", "credential", "secret"),
@@ -143,7 +165,6 @@ THESAURUS: tuple[tuple[str, ...], ...] = (
     ("502", "bad", "gateway"),
     ("504", "timeout", "hang", "response_timeout"),
     ("405", "browser"),
-    ("self-hosting", "serve"),
     ("redis", "scale", "replica", "scaling"),
     ("codex", "plugin"),
     ("laptop", "local", "locally", "demo", "account", "rehearse", "dev"),
@@ -153,6 +174,7 @@ THESAURUS: tuple[tuple[str, ...], ...] = (
     ("address-in-use", "errno", "port"),
     ("401", "invalid_api_key", "unauthorized"),
     ("profile", "yaml"),
+    ("channel", "several", "multiple"),  # several MCP servers behind one client are channels
     ("create", "new"),
     ("check", "doctor", "verify", "diagnose"),
 )
