@@ -77,15 +77,16 @@ def control_plane_pool(settings: Settings, tls: TLSContexts, *, max_connections:
     return HTTPPool(max_connections=max_connections, ssl_context=ctx, proxy=proxy_route(net, "control_plane"))
 
 
+def harpoon_route(settings: Settings) -> ProxyRoute:
+    """Harpoon's proxy: ``--harpoon.http-proxy`` > ``--http-proxy`` > environment."""
+    if settings.harpoon.http_proxy:
+        return ProxyRoute(settings.harpoon.http_proxy, "harpoon")
+    return proxy_route(settings.network, "harpoon")
+
+
 def harpoon_pool(settings: Settings, tls: TLSContexts, unix_socket: str = "") -> HTTPPool:
-    """A small pool for Harpoon calls (``--harpoon.http-proxy`` > ``--http-proxy`` > environment)."""
-    route = ProxyRoute()
-    if unix_socket:
-        pass
-    elif settings.harpoon.http_proxy:
-        route = ProxyRoute(settings.harpoon.http_proxy, "harpoon")
-    else:
-        route = proxy_route(settings.network, "harpoon")
+    """A small pool for Harpoon calls (a Unix-socket target is dialled directly)."""
+    route = ProxyRoute() if unix_socket else harpoon_route(settings)
     return HTTPPool(max_connections=8, ssl_context=tls.base, proxy=route, unix_socket=unix_socket)
 
 

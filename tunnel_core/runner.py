@@ -38,6 +38,7 @@ from tunnel_core.oauth.assemble import build_oauth, startup_discovery
 from tunnel_core.opsserver.app import build_ops_app
 from tunnel_core.opsserver.bundle import runtime_snapshot
 from tunnel_core.opsserver.context import OpsContext, iso
+from tunnel_core.proxyhealth import ProxyHealth, routes_of
 from tunnel_core.relay.dispatcher import Dispatcher
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.poller import Poller
@@ -46,6 +47,7 @@ from tunnel_core.relay.state import RuntimeState
 from tunnel_core.relay.traffic import TrafficRecorder
 from tunnel_core.targets.base import ProbeResult, Target
 from tunnel_core.targets.harpoon import ChannelTable
+from tunnel_core.targets.harpoon_calls import HarpoonMetrics
 from tunnel_core.targets.headers import StaticHeaders
 from tunnel_core.targets.http import HTTPTarget
 from tunnel_core.wire.messages import MCPServerInfo, ServerInfoChannel
@@ -171,6 +173,10 @@ async def run_client(
     targets = build_targets(settings, max_concurrent=settings.max_concurrent, tls=tls)
     oauth = build_oauth(settings, targets, tls, state)
     channels = ChannelTable(targets, oauth.harpoon, settings.poll_channels)
+    proxies = ProxyHealth(routes_of(settings, lambda: oauth.registry), settings.proxy_check_interval,
+                          tls=lambda: tls.base, registry=metrics.registry)
+    if oauth.harpoon is not None:
+        oauth.harpoon.metrics = HarpoonMetrics(metrics.registry)
     metrics.watch_stdio(targets)
     cp_http = control_plane_pool(settings, tls, max_connections=max(32, settings.max_inflight + 4))
     cp = ControlPlaneClient(
@@ -207,7 +213,10 @@ async def run_client(
                 state=state, metrics=metrics, status=lambda: status_payload(settings, state, targets),
                 allow_remote_ui=settings.allow_remote_ui, logs=log_buffer, traffic=traffic,
                 runtime=lambda: runtime_snapshot(settings, sys.argv, os.environ),
-                oauth=oauth.discovery.state.snapshot, system_extra=lambda: route_summary(settings),
+                oauth=oauth.discovery.state.snapshot, harpoon=oauth.harpoon,
+                system_extra=lambda: {**route_summary(settings), "proxy_identity_map": proxies.identity_map(),
+                                      "proxy_health": proxies.health()},
+                proxy_routes=proxies.route_views,
             )
             ops = serve(build_ops_app(handle.ops), ops_sock, outer)
             handle.health_url = ops.url
@@ -235,6 +244,7 @@ async def run_client(
                     if start is not None:
                         await start(work)
                 work.start_soon(_fetch_metadata, cp, state)
+                work.start_soon(proxies.run)
                 work.start_soon(startup_discovery, oauth, settings, state)
                 poll_scope = anyio.CancelScope()
                 work.start_soon(_poll_when_ready, poller, work, poll_scope, settings, targets, state)

@@ -223,7 +223,7 @@ def test_support_bundle_holds_every_reference_file(http_relay: ClientRun, faulty
     files = unpack_bundle(resp.content)
     assert list(files) == ["manifest.json", "README.txt", "tunnel-client.runtime.yaml", "tunnel-client.logs.ndjson",
                            "tunnel-client.metrics.prom", "admin/status.json", "admin/system.json",
-                           "admin/oauth.json", "admin/traffic.json"]
+                           "admin/oauth.json", "admin/traffic.json", "admin/harpoon.json"]
     manifest = json.loads(files["manifest.json"])
     assert (manifest["window"], manifest["redacted"], manifest["log_buffer_capacity"]) == ("5m0s", True, 2000)
     assert manifest["metrics_bytes"] == len(files["tunnel-client.metrics.prom"])

@@ -368,6 +368,11 @@ def load_harpoon(src: _Lookup) -> HarpoonSettings:
             raise ConfigError(f"{what} {label}: http:// needs --harpoon.allow-plaintext-http true; prefer https")
         targets.append(HarpoonTargetSpec(label, url, path_value(fields.get("unix_socket", ""), what, src.env),
                                          fields.get("description", "")))
+    transports = tuple(dict.fromkeys(t.lower() for t in _list(src, "harpoon.additional_transports")))
+    for t in transports:
+        if t not in HARPOON_TRANSPORTS:
+            raise ConfigError(f"{setting_names(SPEC_BY_KEY['harpoon.additional_transports'])}: {t!r} is not a "
+                              f"Harpoon transport; use {', '.join(HARPOON_TRANSPORTS)}")
     regexes = _list(src, "harpoon.hosts_include_regex")
     for rx in regexes:
         try:
@@ -384,4 +389,6 @@ def load_harpoon(src: _Lookup) -> HarpoonSettings:
         hosts_include_regex=regexes,
         hosts_include_loopback=bool_setting(src, "harpoon.hosts_include_loopback"),
         hosts_include_private=bool_setting(src, "harpoon.hosts_include_private"),
+        additional_transports=transports,
+        capture_payloads=bool_setting(src, "harpoon.capture_payloads"),
     )

@@ -393,6 +393,7 @@ def load_settings(
         harpoon=harpoon,
         http_raw_unsafe=_bool(src, "log.http_raw_unsafe"),
         open_browser=_bool(src, "admin_ui.open_browser"),
+        proxy_check_interval=_duration(src, "proxy.check_interval"),
         health_unix_socket=path_value(_str(src, "health.unix_socket"), _names(SPEC_BY_KEY["health.unix_socket"]),
                                       env),
     )

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from tunnel_core import logs, tracing
-from tunnel_core.opsserver import bundle, codex
+from tunnel_core.opsserver import bundle, codex, harpoon
 from tunnel_core.opsserver.context import iso
 from tunnel_core.targets.base import ProbeResult
 
@@ -247,7 +247,9 @@ def routes(ctx: OpsContext) -> list[Route]:
             runtime=runtime,
             metrics_text=metrics_text(ctx),
             admin={"status": status_body(ctx), "system": system_body(ctx), "oauth": oauth_body(ctx),
-                   "traffic": traffic_body(ctx, ctx.traffic.capacity if ctx.traffic else 0)},
+                   "traffic": traffic_body(ctx, ctx.traffic.capacity if ctx.traffic else 0),
+                   "harpoon": {"status": harpoon.status_body(ctx), "targets": harpoon.targets_body(ctx)["targets"],
+                               "calls": harpoon.calls_body(ctx)["calls"]}},
         )
         log.info("support bundle exported", extra={"minutes": minutes, "event_count": len(events),
                                                    "bytes": len(archive)})

@@ -3,6 +3,7 @@
     /healthz /readyz /metrics        open to every client (see guard.py)
     / /ui /assets/* /favicon.ico     the UI (ui.py)
     /api/*                           JSON APIs, log stream, support bundle (api.py, bundle.py)
+    /api/harpoon*, /harpoon/mcp      Harpoon's targets, calls and optional MCP endpoint (harpoon.py)
 
 :class:`~tunnel_core.opsserver.context.OpsContext` is everything the listener reads; the composition
 root fills it in.
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from tunnel_core.opsserver import api, ui
+from tunnel_core.opsserver import api, harpoon, ui
 from tunnel_core.opsserver.context import OpsContext
 from tunnel_core.opsserver.guard import Guard
 
@@ -45,5 +46,6 @@ def build_ops_app(ctx: OpsContext) -> Any:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *ui.routes(ctx),
         *api.routes(ctx),
+        *harpoon.routes(ctx),
     ])
     return Guard(app, allow_remote=ctx.allow_remote_ui)

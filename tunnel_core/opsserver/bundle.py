@@ -4,7 +4,8 @@ Contents (reference names): ``manifest.json``, ``README.txt``, ``tunnel-client.r
 (redacted argv, the relevant environment, client version, the config file and the effective
 settings), ``tunnel-client.logs.ndjson`` (the ring buffer's events in the window),
 ``tunnel-client.metrics.prom`` (a /metrics snapshot) and ``admin/status.json``,
-``admin/system.json``, ``admin/oauth.json``; plus ``admin/traffic.json`` (recent calls, no payloads).
+``admin/system.json``, ``admin/oauth.json``, ``admin/harpoon.json``; plus ``admin/traffic.json`` (recent calls,
+no payloads).
 Every value passes through :func:`tunnel_core.logs.redact_value` on its way in.
 """
 
@@ -53,6 +54,7 @@ variables are replaced by [REDACTED].
   admin/status.json              /api/status at export time
   admin/system.json              /api/system at export time
   admin/oauth.json               /api/oauth at export time
+  admin/harpoon.json             /api/harpoon at export time (status, targets, recent calls)
   admin/traffic.json             recent relayed calls (time, channel, method, status, latency; no payloads)
 """
 
@@ -236,7 +238,7 @@ def build_bundle(
     metrics_text: bytes,
     admin: Mapping[str, Any],
 ) -> bytes:
-    """The tar.gz bytes; ``admin`` maps a name (status, system, oauth, traffic) to its API body."""
+    """The tar.gz bytes; ``admin`` maps a name (status, system, oauth, traffic, harpoon) to its API body."""
     import yaml
 
     window = minutes * 60

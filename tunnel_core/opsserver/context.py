@@ -10,12 +10,15 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunnel_core.logs import LogBuffer
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.state import RuntimeState
 from tunnel_core.relay.traffic import TrafficRecorder
+
+if TYPE_CHECKING:
+    from tunnel_core.targets.harpoon import HarpoonServer
 
 # Returns the /api/oauth body (reference shape: discovery_urls, metadata, error, pending,
 # www_authenticate_probe, metadata_source, authorization_server_count, ...) or None while
@@ -39,6 +42,10 @@ class OpsContext:
     runtime: Callable[[], Mapping[str, Any]] | None = None
     # Extra /api/system members (e.g. CA bundle or proxy health once those exist).
     system_extra: Callable[[], Mapping[str, Any]] | None = None
+    # The harpoon channel's server (targets, recent calls, /harpoon/mcp); None when it is not polled.
+    harpoon: HarpoonServer | None = None
+    # Outbound routes with their proxy health ({kind, name, ..., health_state}); see proxyhealth.py.
+    proxy_routes: Callable[[], list[dict[str, Any]]] | None = None
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     sse_ping_seconds: float = 15.0
 

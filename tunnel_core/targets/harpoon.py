@@ -13,7 +13,10 @@ connection) with three tools:
 - ``get_oauth_target_audience {label}``: the exact token-endpoint URL, for private_key_jwt.
 
 The channel is routable, and listed in ``X-Tunnel-MCP-Server-Info``, only while at least
-one target is registered (:class:`ChannelTable`). Connector headers, ``Authorization``
+one target is registered (:class:`ChannelTable`). Every ``call_target`` attempt is kept in a
+small ring and counted in the ``harpoon_*`` metrics (:mod:`tunnel_core.targets.harpoon_calls`);
+:meth:`HarpoonServer.answer` is the transport-free entry point that the tunnel channel and the
+optional ``/harpoon/mcp`` endpoint share. Connector headers, ``Authorization``
 included, never reach a Harpoon target: only the tool's own ``headers`` argument does.
 """
 
@@ -23,7 +26,9 @@ import base64
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -33,6 +38,7 @@ from tunnel_core import USER_AGENT, __version__
 from tunnel_core.config.network import HarpoonSettings
 from tunnel_core.httpio import HTTPPool, NetworkErrors
 from tunnel_core.targets.base import Emit, ProbeResult, Reply, Target
+from tunnel_core.targets.harpoon_calls import UNKNOWN_LABEL, CallBuffer, CallRecord, HarpoonMetrics, captured
 from tunnel_core.targets.harpoon_registry import LABEL_RE, HarpoonTarget, Registry
 from tunnel_core.wire.messages import (
     JsonRpcCommand,
@@ -66,7 +72,33 @@ INSTRUCTIONS = ("Harpoon provides a constrained outbound HTTP client. Use list_t
 
 
 class ToolError(Exception):
-    """A tool call the caller got wrong or that failed; becomes an ``isError`` tool result."""
+    """A tool call the caller got wrong or that failed; becomes an ``isError`` tool result.
+
+    ``outcome`` is the ``harpoon_call_total`` outcome it counts as."""
+
+    def __init__(self, message: str, outcome: str = "request_error") -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def _invalid(message: str) -> ToolError:
+    return ToolError(message, "invalid_input")
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one call_target attempt did, filled in as it goes (becomes a CallRecord)."""
+
+    label: str = UNKNOWN_LABEL
+    method: str = ""
+    url: str = ""
+    status: int = 0
+    req_bytes: int = 0
+    resp_bytes: int = 0
+    content_type: str = ""
+    request_body: bytes = b""
+    response_raw: bytes | None = None
+    response_out: bytes | None = None
 
 
 def _tools(cfg: HarpoonSettings) -> list[dict[str, Any]]:
@@ -125,6 +157,8 @@ class HarpoonServer:
         self._pool_factory = pool
         self._pools: dict[str, HTTPPool] = {}
         self._tools = _tools(cfg)
+        self.calls = CallBuffer()
+        self.metrics: HarpoonMetrics | None = None  # set by the composition root (its metrics registry)
 
     @property
     def routable(self) -> bool:
@@ -137,9 +171,15 @@ class HarpoonServer:
         return pool
 
     async def call(self, cmd: JsonRpcCommand, emit: Emit) -> Reply:
-        msg = cmd.jsonrpc
-        if "id" not in msg:
+        answer = await self.answer(cmd.jsonrpc)
+        if answer is None:
             return Reply("notify_ack", 202, None, {})
+        return Reply("jsonrpc_response", 200, answer, dict(_JSON))
+
+    async def answer(self, msg: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The JSON-RPC answer to one message; None for a notification (nothing to answer)."""
+        if "id" not in msg:
+            return None
         rpc_id = msg.get("id")
         method = msg.get("method")
         raw_params = msg.get("params")
@@ -147,9 +187,8 @@ class HarpoonServer:
         try:
             result = await self._dispatch(str(method), params)
         except _RpcError as exc:
-            body = {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": exc.code, "message": str(exc)}}
-            return Reply("jsonrpc_response", 200, body, dict(_JSON))
-        return Reply("jsonrpc_response", 200, {"jsonrpc": "2.0", "id": rpc_id, "result": result}, dict(_JSON))
+            return {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": exc.code, "message": str(exc)}}
+        return {"jsonrpc": "2.0", "id": rpc_id, "result": result}
 
     async def _dispatch(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "initialize":
@@ -195,10 +234,10 @@ class HarpoonServer:
     def _target(self, args: dict[str, Any]) -> HarpoonTarget:
         label = args.get("label")
         if not isinstance(label, str) or not label.strip():
-            raise ToolError("label is required")
+            raise _invalid("label is required")
         target = self.registry.lookup(label.strip())
         if target is None:
-            raise ToolError("unknown target")
+            raise _invalid("unknown target")
         return target
 
     async def _audience(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -211,29 +250,51 @@ class HarpoonServer:
         return {"audience": target.url}
 
     async def _call_target(self, args: dict[str, Any]) -> dict[str, Any]:
+        attempt = _Attempt()
+        started = time.monotonic()
+        outcome, error = "success", ""
+        try:
+            return await self._attempt_call(args, attempt)
+        except ToolError as exc:
+            outcome, error = exc.outcome, str(exc)
+            raise
+        finally:
+            self._record(attempt, outcome, error, (time.monotonic() - started) * 1000)
+
+    async def _attempt_call(self, args: dict[str, Any], attempt: _Attempt) -> dict[str, Any]:
         target = self._target(args)
+        attempt.label, attempt.url = target.label, target.url
         method = str(args.get("method", "")).strip().upper()
+        attempt.method = method
         if method not in METHODS:
-            raise ToolError("invalid method")
-        timeout_ms = _int_arg(args, "timeout_ms", DEFAULT_TIMEOUT_MS, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS)
-        cap = _int_arg(args, "max_response_bytes", self.cfg.max_response_bytes, 1, self.cfg.max_response_bytes)
-        max_redirects = _int_arg(args, "max_redirects", self.cfg.max_redirects, 0, self.cfg.max_redirects)
+            raise _invalid("invalid method")
+        try:
+            timeout_ms = _int_arg(args, "timeout_ms", DEFAULT_TIMEOUT_MS, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS)
+            cap = _int_arg(args, "max_response_bytes", self.cfg.max_response_bytes, 1, self.cfg.max_response_bytes)
+            max_redirects = _int_arg(args, "max_redirects", self.cfg.max_redirects, 0, self.cfg.max_redirects)
+        except ToolError as exc:
+            raise _invalid(str(exc)) from None
         follow = args.get("follow_redirects", True)
         if not isinstance(follow, bool):
-            raise ToolError("follow_redirects must be a boolean")
+            raise _invalid("follow_redirects must be a boolean")
         body = args.get("body", "")
         if not isinstance(body, str):
-            raise ToolError("body must be a string")
+            raise _invalid("body must be a string")
         content = body.encode()
+        attempt.request_body, attempt.req_bytes = content, len(content)
         if len(content) > cap:
-            raise ToolError("request body exceeds size limit")
-        headers = _outbound_headers(args.get("headers"))
+            raise _invalid("request body exceeds size limit")
+        try:
+            headers = _outbound_headers(args.get("headers"))
+        except ToolError as exc:
+            raise _invalid(str(exc)) from None
         url = target.url
         redirects = 0
         try:
             with anyio.fail_after(timeout_ms / 1000):
                 while True:
                     status, resp_headers, raw = await self._send(target, method, url, headers, content, cap)
+                    attempt.status, attempt.url = status, url
                     location = next((v for k, v in resp_headers if k.lower() == "location"), "")
                     if status not in _REDIRECTS or not location or not follow:
                         break
@@ -256,12 +317,33 @@ class HarpoonServer:
             log.info("harpoon call failed", extra={"label": target.label, "source": failure.source,
                                                     "kind": failure.kind})
             raise ToolError(f"request failed ({failure.source})") from None
+        attempt.response_raw = raw
+        attempt.content_type = next((v for k, v in resp_headers if k.lower() == "content-type"), "")
         raw = self._rewrite_body(raw, resp_headers)
+        attempt.response_out, attempt.resp_bytes = raw, len(raw)
         log.info("harpoon call", extra={"label": target.label, "method": method, "status_code": status,
                                         "response_bytes": len(raw), "redirects": redirects})
         return {"status_code": status, "headers": self._rewrite_headers(resp_headers, url),
                 "body_base64": base64.b64encode(raw).decode("ascii"), "body_size_bytes": len(raw),
                 "truncated": False}
+
+    def _record(self, a: _Attempt, outcome: str, error: str, latency_ms: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(a.label, a.status, outcome, latency_ms, a.resp_bytes)
+        payload: dict[str, Any] = {}
+        if self.cfg.capture_payloads:
+            request_body, _ = captured(a.request_body)
+            response_body, is_b64 = captured(a.response_raw or b"")
+            transformed = None
+            if a.response_out is not None and a.response_out != a.response_raw:
+                transformed, _ = captured(a.response_out)
+            payload = {"request_body": request_body, "response_body": response_body,
+                       "response_body_transformed": transformed, "body_is_base64": is_b64}
+        self.calls.add(CallRecord(
+            timestamp=time.time(), label=a.label, url=a.url, method=a.method, status=a.status,
+            latency_ms=int(latency_ms), req_bytes=a.req_bytes, resp_bytes=a.resp_bytes,
+            response_content_type=a.content_type, error=error, **payload,
+        ))
 
     async def _send(self, target: HarpoonTarget, method: str, url: str, headers: list[tuple[str, str]],
                     content: bytes, cap: int) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -273,7 +355,7 @@ class HarpoonServer:
             async for chunk in resp.aiter_bytes():
                 size += len(chunk)
                 if size > cap:
-                    raise ToolError(f"response exceeds {cap} bytes")
+                    raise ToolError(f"response exceeds {cap} bytes", "response_too_large")
                 chunks.append(chunk)
             return resp.status, resp.header_items(), b"".join(chunks)
 
