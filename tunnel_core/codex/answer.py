@@ -6,9 +6,8 @@ An answer has four parts, each taken verbatim from the docs so it stays true to 
    question (a troubleshooting entry's ``Cause:`` and ``Fix:`` first), with the example
    lines a chosen sentence introduces ("... in the client's log:");
 2. the steps: the best section's numbered procedure when it has one, and the exact
-   commands of the best section, then those of runner-up sections
-   that score close to it or cover a part of the question the best one does not
-   ("a proxy *and* a private CA");
+   commands of the best section, then those of runner-up sections that score close to it
+   or cover a part of the question the best one does not ("a proxy *and* a private CA");
 3. the settings: rows of those sections' flag tables that match the question;
 4. the sources: the sections consulted, cited as ``docs/PAGE.md#anchor`` or ``help/TOPIC``.
 """
@@ -31,7 +30,7 @@ SUMMARY_CHARS = 480
 EXAMPLE_LINES = 3
 EXAMPLE_CHARS = 160
 RUNNER_UP = 0.6  # a runner-up section adds its steps when it scores at least this share of the best
-NAMED_IDF = 1.0  # a question word rarer than this is a part of the question a section may cover
+DISTINCT_IDF = 1.0  # a question word rarer than this is a part of the question a section may cover
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])")
 _ROW = re.compile(r"^\s*\|(.+)\|\s*$")
@@ -83,11 +82,12 @@ def compose(question: str, kb: KnowledgeBase | None = None) -> Answer:
     numbered = [u.text for u in prose_units(best.section.text) if u.numbered]
     answer.procedure = numbered if len(numbered) >= 2 else []
     answer.summary = summary(best.section, relevance, skip_numbered=bool(answer.procedure))
-    named = [c for c in kb.index.concepts(question) if kb.index.idf(next(iter(c.terms))) >= NAMED_IDF]
-    covered = _covered(best.section, named)
+    # The parts of the question: its distinctive words (a concept's first term is the word itself).
+    parts = [c for c in kb.index.concepts(question) if kb.index.idf(next(iter(c.terms))) >= DISTINCT_IDF]
+    covered = _covered(best.section, parts)
     contributing = [best]
     for m in matches[1:]:
-        adds = _covered(m.section, named) - covered
+        adds = _covered(m.section, parts) - covered
         if m.score >= RUNNER_UP * best.score or adds:
             contributing.append(m)
             covered |= adds
@@ -97,7 +97,7 @@ def compose(question: str, kb: KnowledgeBase | None = None) -> Answer:
             if step.command not in seen and len(answer.steps) < MAX_STEPS:
                 seen.add(step.command)
                 answer.steps.append(step)
-    answer.settings = settings([m.section for m in contributing], relevance, answer.summary)
+    answer.settings = settings([m.section for m in contributing], relevance)
     return answer
 
 
@@ -156,7 +156,7 @@ def _clip(line: str) -> str:
     return line if len(line) <= EXAMPLE_CHARS else line[: EXAMPLE_CHARS - 3].rstrip() + "..."
 
 
-def settings(sections: list[Section], relevance: dict[str, float], already: str) -> list[str]:
+def settings(sections: list[Section], relevance: dict[str, float]) -> list[str]:
     """Rows of flag tables that match the question, as ``flag | meaning`` lines."""
     rows: list[tuple[float, int, str]] = []
     for section in sections:
@@ -171,4 +171,4 @@ def settings(sections: list[Section], relevance: dict[str, float], already: str)
             if score > 0:
                 rows.append((score, len(rows), " | ".join(c for c in cells if c).replace("`", "")))
     best = sorted(rows, key=lambda r: (-r[0], r[1]))[:MAX_SETTINGS]
-    return [text for _, _, text in sorted(best, key=lambda r: r[1]) if text not in already]
+    return [text for _, _, text in sorted(best, key=lambda r: r[1])]

@@ -49,7 +49,7 @@ class Section:
     kind: str  # "docs", "help" or "skill"
     commands: tuple[Step, ...] = ()
     prior: float = 1.0
-    links: tuple[str, ...] = ()  # the sections it refers the reader to, as cites
+    links: tuple[str, ...] = ()  # where it sends the reader: docs/PAGE.md#anchor, or docs/PAGE.md
 
     @property
     def source(self) -> str:
@@ -75,16 +75,17 @@ def split_markdown(source: str, text: str, kind: str = "docs") -> list[Section]:
     in_code = False
 
     def flush() -> None:
-        body = _IMAGE.sub("", "\n".join(lines)).strip()  # a screenshot's alt text is not for a terminal
-        if not body or not trail:
+        if not trail:
             return
         heading = trail[-1][1]
         anchor = slug(heading)
-        n = seen.get(anchor, 0)
+        n = seen.get(anchor, 0)  # GitHub numbers repeated anchors, empty sections included
         seen[anchor] = n + 1
-        context = " > ".join(_plain(h) for _, h in trail[:-1])
-        out.append(Section(f"{source}#{anchor}{f'-{n}' if n else ''}", _plain(heading), context, body, kind,
-                           markdown_commands(body), links=links(source, body)))
+        body = _IMAGE.sub("", "\n".join(lines)).strip()  # a screenshot's alt text is not for a terminal
+        if body:
+            context = " > ".join(_plain(h) for _, h in trail[:-1])
+            out.append(Section(f"{source}#{anchor}{f'-{n}' if n else ''}", _plain(heading), context, body, kind,
+                               markdown_commands(body), links=links(source, body)))
 
     for line in text.splitlines():
         if _FENCE.match(line):

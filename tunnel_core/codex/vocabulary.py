@@ -212,3 +212,7 @@ _HOW_TO = re.compile(r"^\s*how (?:do|can|should) (?:i|we|you)\b|^\s*how to\b")
 _DIAGNOSE = re.compile(r"\b(fix|why|wrong|debug|diagnose|find out)\b")
 
 
+def clear_caches() -> None:
+    """Forget the per-word caches (for measurements that want a cold start)."""
+    stem.cache_clear()
+    _word.cache_clear()
