@@ -20,9 +20,14 @@ from tunnel_core.config.settings import load_settings
 from tunnel_core.devservice.app import ServiceConfig, build_service_app
 from tunnel_core.devservice.backends.base import QueueBackend
 from tunnel_core.devservice.broker import Broker
+from tunnel_core.errors import TunnelClientError
 from tunnel_core.netserve import bind, serve
 
 log = logging.getLogger("tunnel_client.devproxy")
+
+
+class NotReady(TunnelClientError):
+    """The relay did not become ready within --readiness-timeout; the message says why (exit 1)."""
 
 DEFAULT_TUNNEL_ID = "tunnel_" + "2" * 32
 
@@ -107,11 +112,13 @@ async def run_dev_proxy(
         async def _announce() -> None:
             await handle.ready_url.wait()
             assert handle.state is not None
-            with anyio.move_on_after(opts.readiness_timeout) as scope:
-                await handle.state.wait_ready()
-            if scope.cancelled_caught:
-                _, reason = handle.state.readiness()
-                log.warning("not ready within readiness timeout", extra={"reason": reason})
+            with anyio.move_on_after(opts.readiness_timeout):
+                await handle.state.wait_settled()
+            ready, reason = handle.state.readiness()
+            if not ready:
+                # A URL that cannot work is worse than no URL: say why and stop.
+                raise NotReady(f"the tunnel is not ready: {reason}; fix the MCP target "
+                               "(or give a slow server more time with --readiness-timeout)")
             on_ready(ProxyDescription(
                 tunnel_id=opts.tunnel_id,
                 mcp_url=f"{service.url}/v1/mcp/{opts.tunnel_id}",

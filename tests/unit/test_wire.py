@@ -239,8 +239,13 @@ def test_every_failure_source_is_a_known_schema_value() -> None:
     assert set(get_args(FailureSource)) == set(FAILURE_SCHEMA["properties"]["source"]["x-known-values"])
 
 
-def test_tunnel_failure_fields_are_the_published_ones() -> None:
-    assert {f.name for f in dataclasses.fields(TunnelFailure)} == set(FAILURE_SCHEMA["properties"])
+def test_tunnel_failure_fields_are_the_published_ones_plus_detail() -> None:
+    # detail is this client's extension (why a stdio server is down, in words); the schema allows it.
+    assert {f.name for f in dataclasses.fields(TunnelFailure)} == set(FAILURE_SCHEMA["properties"]) | {"detail"}
+    assert FAILURE_SCHEMA["additionalProperties"] is True
+    wire = TunnelFailure(source="connect", transport_error_kind="dial", detail="executable not found: x").wire()
+    assert list(tunnel_failure_validator().iter_errors(wire)) == []
+    assert "detail" not in TunnelFailure(source="connect").wire()
 
 
 def test_resp_types_are_exactly_the_openapi_enum() -> None:

@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("--response-timeout", default="30s", metavar="DURATION",
                    help="response_timeout given to each front-door command")
     p.add_argument("--readiness-timeout", default="10s", metavar="DURATION",
-                   help="how long to wait for readiness before printing the URL anyway")
+                   help="how long to wait for readiness; if the tunnel is not ready by then, exit 1 with the "
+                   "reason instead of printing a URL that cannot work")
     p.add_argument("--duration", default="", metavar="DURATION", help="stop after this long (default: until signal)")
     p.add_argument("--log.level", dest="log_level", default="warn", metavar="LEVEL")
     servecmd.add_engine_flags(p)

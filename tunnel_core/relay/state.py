@@ -53,6 +53,12 @@ class RuntimeState:
                 return text
             await self.changed.wait()
 
+    async def wait_settled(self) -> None:
+        """Return once ready, or once a target has failed in a way retrying alone will not fix."""
+        while not self.readiness()[0] and not any(
+                p.status == "failed" and p.lasting for p in self.probes.values()):
+            await self.changed.wait()
+
     def poll_succeeded(self) -> None:
         was_ok = self.control_plane_ok and self.poll_failing_since is None
         self.control_plane_ok = True

@@ -34,6 +34,7 @@ ProbeStatus = Literal["pending", "ok", "auth-required", "timeout", "failed"]
 class ProbeResult:
     status: ProbeStatus
     error: str = ""
+    lasting: bool = False  # failed in a way that retrying alone will not fix (missing program, crash loop)
 
 
 class Target(Protocol):

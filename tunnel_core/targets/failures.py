@@ -1,7 +1,9 @@
 """Synthesized JSON-RPC failures with ``error.data.tunnel_failure`` provenance.
 
 A target failure never copies the target's raw body, URL or exception text into the
-envelope: only a status text and the bounded provenance fields below.
+envelope: only a status text and the bounded provenance fields below. The one exception is
+``detail``, set only by the stdio target: why its server is not running (exit code and the
+last lines of its stderr, bounded and redacted), which the operator's own server wrote.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class TargetFailure(Exception):
     status: int = 502
     upstream_status: int | None = None
     headers: HeaderMap | None = None  # allow-listed upstream headers to relay (target_http only)
+    detail: str | None = None  # why, in words (stdio start failures only)
 
     def envelope(self, rpc_id: Any) -> dict[str, Any]:
         failure = TunnelFailure(
@@ -35,6 +38,7 @@ class TargetFailure(Exception):
             transport_error_kind=self.kind,
             upstream_response_received=self.upstream_status is not None,
             upstream_status=self.upstream_status,
+            detail=self.detail,
         )
         return synthesized_error(rpc_id, self.status, failure)
 

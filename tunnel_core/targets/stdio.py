@@ -6,17 +6,26 @@ unique internal value on the way in and restored on the way out, so two connecto
 using ``id: 1`` never see each other's answers. When the child exits, every pending
 request fails at once with ``transport_closed`` and the child is respawned with jittered
 backoff; a crash loop keeps the channel not ready while retrying at the capped delay.
+
+Readiness is earned, not assumed: each new child gets an MCP ``initialize`` (raw JSON-RPC,
+under an internal id no caller sees) and the channel is ``ok`` only once it answers. A child
+that cannot be spawned, or exits before answering, leaves the channel ``failed`` with the
+cause in words (``executable not found: X``, or the exit code and the last lines of its
+stderr); the same cause is logged once per backoff step and travels to callers as
+``tunnel_failure.detail`` of the 502 they get.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import json
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -29,6 +38,8 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from tunnel_core import __version__
+from tunnel_core.logs import redact
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure
@@ -42,6 +53,10 @@ STABLE_AFTER_SECONDS = 5.0  # a child alive this long resets the crash streak
 CRASH_LOOP_THRESHOLD = 3
 WAIT_FOR_CHILD_SECONDS = 10.0
 STOP_GRACE_SECONDS = 2.0
+HANDSHAKE_SECONDS = 10.0  # initialize unanswered this long: "timeout" (ready with a note) until it answers
+PROBE_PROTOCOL_VERSION = "2025-06-18"
+CAUSE_STDERR_LINES = 3
+MAX_CAUSE_CHARS = 400
 JSON_HEADERS = {"Content-Type": ["application/json"]}
 # The runtime key is ours, not the MCP server's: keep it out of the child's environment.
 SCRUBBED_ENV = ("CONTROL_PLANE_API_KEY",)
@@ -53,6 +68,37 @@ def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child 
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def spawn_failure(argv0: str, exc: OSError, path_env: str | None) -> str:
+    """Why exec refused to start ``argv0``, in words."""
+    if exc.errno == errno.ENOENT:
+        exists = os.path.exists(argv0) if os.sep in argv0 else shutil.which(argv0, path=path_env) is not None
+        if not exists:
+            return f"executable not found: {argv0}"
+        return f"cannot start {argv0}: the interpreter named on its #! line was not found"
+    if exc.errno == errno.EACCES:
+        return f"permission denied: {argv0} is not executable by this user"
+    if exc.errno == errno.ENOEXEC:
+        return f"cannot start {argv0}: not a program this system can run"
+    return f"cannot start {argv0}: {exc.strerror or exc}"
+
+
+def exit_cause(code: int, stderr_lines: list[str], *, answered: bool) -> str:
+    """``exited with code 1 before answering initialize: <last stderr lines>``, bounded and redacted."""
+    how = f"killed by signal {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+    if not answered:
+        how += " before answering initialize"
+    tail = " | ".join(line.strip() for line in stderr_lines[-CAUSE_STDERR_LINES:] if line.strip())
+    text = f"{how}: {tail}" if tail else how
+    return redact(text if len(text) <= MAX_CAUSE_CHARS else text[:MAX_CAUSE_CHARS - 1] + "\u2026")
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return str(num)
 
 
 @dataclass(slots=True)
@@ -96,11 +142,18 @@ class StdioTarget:
         self._ids = itertools.count(1)
         self._write_lock = anyio.Lock()
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._child_stderr: deque[str] = deque(maxlen=STDERR_TAIL_LINES)  # this child's lines only
         self.restarts = 0
         self.last_exit: int | None = None
         self._crash_streak = 0
         self._state = ProbeResult("pending")
+        self._settled = anyio.Event()  # set once the first child answered initialize or failed
         self._closing = False
+        self._answered = False  # the current child answered initialize
+        self._failures = 0  # consecutive failed starts, for log throttling
+        self._logged_cause = ""
+        self._cause = ""  # why the channel is down, for callers' 502 details
+        self._hopeless = False  # spawning fails or the child crash-loops: callers fail at once
 
     @property
     def pid(self) -> int | None:
@@ -108,14 +161,34 @@ class StdioTarget:
 
     def _set_state(self, result: ProbeResult) -> None:
         self._state = result
+        if result.status != "pending":
+            self._settled.set()
         if self.on_state:
             self.on_state(result)
 
     async def start(self, tg: TaskGroup) -> None:
         tg.start_soon(self._supervise)
 
+    def _failed(self, cause: str, delay: float, *, spawn: bool = False) -> None:
+        """Record a failed start or an exit: state, callers' detail, and a log line once per backoff step."""
+        self._failures += 1
+        self._cause = cause
+        streak = self._crash_streak
+        looping = streak >= CRASH_LOOP_THRESHOLD and self.last_exit is not None and not spawn
+        text = f"{cause} (crash loop: {streak} exits in a row)" if looping else cause
+        self._set_state(ProbeResult("failed", text, lasting=self._hopeless))
+        # The first failure, a new cause, and then attempts 2, 4, 8, ...: a failure that repeats at the
+        # capped delay does not flood the log, and every line says how often it happened so far.
+        if cause != self._logged_cause or self._failures & (self._failures - 1) == 0:
+            self._logged_cause = cause
+            log.error("stdio MCP server not running; retrying",
+                      extra={"channel": self.channel, "command": self.argv[0], "cause": cause,
+                             "attempts": self._failures, "retry_in_ms": int(delay * 1000),
+                             "restarts": self.restarts})
+
     async def _supervise(self) -> None:
         backoff = Backoff(minimum=0.1, maximum=10.0)
+        path_env = self._env.get("PATH", os.defpath)
         try:
             while True:
                 try:
@@ -131,54 +204,90 @@ class StdioTarget:
                     )
                 except OSError as exc:
                     self._crash_streak += 1
-                    self._set_state(ProbeResult("failed", f"cannot start {self.argv[0]}: {exc.strerror}"))
-                    log.error("cannot start stdio MCP server",
-                              extra={"channel": self.channel, "command": self.argv[0], "error": exc.strerror})
-                    await anyio.sleep(backoff.next())
+                    self._hopeless = True
+                    delay = backoff.next()
+                    self._failed(spawn_failure(self.argv[0], exc, path_env), delay, spawn=True)
+                    await anyio.sleep(delay)
                     continue
                 self._proc = proc
+                self._answered = False
+                self._child_stderr.clear()
                 started = time.monotonic()
-                log.info("stdio MCP server started",
-                         extra={"channel": self.channel, "pid": proc.pid, "restarts": self.restarts})
-                if self._crash_streak >= CRASH_LOOP_THRESHOLD:
-                    self._set_state(ProbeResult("failed", f"crash loop: exited {self._crash_streak} times "
-                                                          f"in a row (last exit {self.last_exit})"))
-                else:
-                    self._set_state(ProbeResult("ok"))
+                log.log(logging.INFO if not self._failures else logging.DEBUG, "stdio MCP server started",
+                        extra={"channel": self.channel, "pid": proc.pid, "restarts": self.restarts})
                 self._up.set()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._pump_stderr, proc)
                     tg.start_soon(self._mark_stable, backoff)
+                    tg.start_soon(self._handshake)
                     await self._pump_stdout(proc)
                     tg.cancel_scope.cancel()
                 code = await proc.wait()
                 self._up = anyio.Event()
                 self.last_exit = code
                 lived = time.monotonic() - started
-                self._fail_pending("child exited")
+                cause = exit_cause(code, list(self._child_stderr), answered=self._answered)
+                self._cause = cause
+                self._fail_pending(cause)
                 if self._closing:
                     return
                 self._crash_streak = self._crash_streak + 1 if lived < STABLE_AFTER_SECONDS else 1
+                self._hopeless = self._crash_streak >= CRASH_LOOP_THRESHOLD
                 self.restarts += 1
                 delay = backoff.next()
-                reason = (f"crash loop: exited {self._crash_streak} times in a row (last exit {code})"
-                          if self._crash_streak >= CRASH_LOOP_THRESHOLD else f"child exited with code {code}; restarting")
-                self._set_state(ProbeResult("failed", reason))
-                log.warning("stdio MCP server exited; restarting",
-                            extra={"channel": self.channel, "exit_code": code, "retry_in_ms": int(delay * 1000),
-                                   "restarts": self.restarts, "stderr_tail": " | ".join(list(self.stderr_tail)[-3:])})
+                self._failed(cause, delay)
                 await anyio.sleep(delay)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._terminate()
                 self._fail_pending("client stopping")
 
+    async def _handshake(self) -> None:
+        """Send ``initialize`` to the new child; the channel is ready only once it answers."""
+        internal = f"tc-probe-{next(self._ids)}"
+        send, receive = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
+        self._calls[internal] = _Call(internal, send, receive)
+        try:
+            await self._write({"jsonrpc": "2.0", "id": internal, "method": "initialize", "params": {
+                "protocolVersion": PROBE_PROTOCOL_VERSION, "capabilities": {},
+                "clientInfo": {"name": "tunnel-client", "version": __version__}}})
+            with anyio.move_on_after(HANDSHAKE_SECONDS) as waited:
+                answer = await self._answer(receive)
+            if waited.cancelled_caught:
+                self._set_state(ProbeResult("timeout", f"no answer to initialize within {HANDSHAKE_SECONDS:g}s"))
+                answer = await self._answer(receive)
+        except TargetFailure:
+            return  # the child is gone; the supervisor reports why
+        finally:
+            self._calls.pop(internal, None)
+            send.close()
+        if answer is None:
+            return
+        error = answer.get("error")
+        if isinstance(error, dict):
+            message = redact(str(error.get("message", ""))[:200])
+            self._set_state(ProbeResult("failed", f"initialize answered with error {error.get('code')}: {message}"))
+            return
+        self._answered = True
+        self._failures = 0
+        self._logged_cause = self._cause = ""
+        self._hopeless = False
+        self._set_state(ProbeResult("ok"))
+
+    @staticmethod
+    async def _answer(receive: MemoryObjectReceiveStream[dict[str, Any]]) -> dict[str, Any] | None:
+        """The reply to the handshake (server notifications in between are ignored); None if the child went."""
+        async for msg in receive:
+            if "__tunnel_failure__" in msg:
+                return None
+            if "method" not in msg:
+                return msg
+        return None
+
     async def _mark_stable(self, backoff: Backoff) -> None:
         await anyio.sleep(STABLE_AFTER_SECONDS)
         self._crash_streak = 0
         backoff.reset()
-        if self._state.status != "ok":
-            self._set_state(ProbeResult("ok"))
 
     async def _pump_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
@@ -188,7 +297,10 @@ class StdioTarget:
                 return
             text = line.decode("utf-8", "replace").rstrip()
             self.stderr_tail.append(text)
-            log.info("mcp server stderr", extra={"channel": self.channel, "line": text[:2000]})
+            self._child_stderr.append(text[:2000])
+            # While the server keeps failing to start, its stderr travels in the throttled failure line.
+            log.log(logging.INFO if not self._failures else logging.DEBUG, "mcp server stderr",
+                    extra={"channel": self.channel, "line": text[:2000]})
 
     async def _pump_stdout(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -249,25 +361,30 @@ class StdioTarget:
             self._deliver(call, {"__tunnel_failure__": why})
         self._calls.clear()
 
+    def _down(self, source: Any, kind: str) -> TargetFailure:
+        return TargetFailure(source, kind, detail=self._cause or None)
+
     async def _write(self, msg: dict[str, Any]) -> None:
         proc = self._proc
         if proc is None or proc.returncode is not None or proc.stdin is None:
-            raise TargetFailure("transport_closed", "closed_pipe")
+            raise self._down("transport_closed", "closed_pipe")
         data = json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
         async with self._write_lock:
             try:
                 proc.stdin.write(data)
                 await proc.stdin.drain()
             except (BrokenPipeError, ConnectionResetError):
-                raise TargetFailure("transport_closed", "closed_pipe") from None
+                raise self._down("transport_closed", "closed_pipe") from None
 
     async def _wait_up(self) -> None:
         if self._proc is not None and self._proc.returncode is None and self._up.is_set():
             return
+        if self._hopeless:
+            raise self._down("connect", "dial")  # known broken: say why now rather than after a wait
         with anyio.move_on_after(WAIT_FOR_CHILD_SECONDS):
             await self._up.wait()
             return
-        raise TargetFailure("connect", "dial")
+        raise self._down("connect", "dial")
 
     async def call(self, cmd: JsonRpcCommand, emit: Emit) -> Reply:
         msg = cmd.jsonrpc
@@ -314,7 +431,7 @@ class StdioTarget:
                 notify_ok = True
                 async for reply in receive:
                     if "__tunnel_failure__" in reply:
-                        raise TargetFailure("transport_closed", "eof")
+                        raise TargetFailure("transport_closed", "eof", detail=reply["__tunnel_failure__"] or None)
                     if "method" not in reply:
                         answered = True
                         restored = dict(reply)
@@ -361,8 +478,9 @@ class StdioTarget:
         return Reply("session_termination_response", 405)
 
     async def probe(self) -> ProbeResult:
-        with anyio.move_on_after(WAIT_FOR_CHILD_SECONDS):
-            await self._up.wait()
+        """The state once the first child answered initialize, failed, or stayed silent past the handshake wait."""
+        with anyio.move_on_after(WAIT_FOR_CHILD_SECONDS + HANDSHAKE_SECONDS):
+            await self._settled.wait()
         return self._state if self._state.status != "pending" else ProbeResult("failed", "child did not start")
 
     async def _terminate(self) -> None:

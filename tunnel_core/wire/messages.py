@@ -193,6 +193,9 @@ class TunnelFailure:
     transport_error_kind: str | None = None
     upstream_response_received: bool = False
     upstream_status: int | None = None
+    # Why, in words, when the client knows (a stdio server that cannot start: its exit code and last
+    # stderr lines). An extension member: the schema allows additional properties.
+    detail: str | None = None
 
     def wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version, "source": self.source}
@@ -201,6 +204,8 @@ class TunnelFailure:
         out["upstream_response_received"] = self.upstream_response_received
         if self.upstream_status is not None:
             out["upstream_status"] = self.upstream_status
+        if self.detail:
+            out["detail"] = self.detail
         return out
 
 
