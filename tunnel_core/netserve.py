@@ -20,6 +20,7 @@ import uvicorn
 from anyio.abc import TaskGroup
 
 from tunnel_core.config.settings import parse_listen_addr
+from tunnel_core.listen import bind_host, display_host, dual_stack
 
 try:
     import httptools  # noqa: F401
@@ -49,20 +50,24 @@ class Served:
             # The reference's form for a Unix-socket listener: http+unix://<base64url(path)>.
             encoded = base64.urlsafe_b64encode(self.unix_path.encode()).decode("ascii").rstrip("=")
             return f"http+unix://{encoded}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        shown = display_host(self.host)
+        host = f"[{shown}]" if ":" in shown else shown
         return f"{self.scheme}://{host}:{self.port}"
 
     def stop(self) -> None:
         self.server.should_exit = True
 
 
-def bind(addr: str, *, what: str = "listen address") -> socket.socket:
-    host, port = parse_listen_addr(addr, what=what)
+def bind(addr: str, *, what: str = "listen address", empty_host: str = "127.0.0.1") -> socket.socket:
+    """A listening TCP socket for HOST:PORT; an empty host means ``empty_host`` ("" = all interfaces)."""
+    host, port = parse_listen_addr(addr, what=what, empty_host=empty_host)
+    host = bind_host(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose
     # proto says TCP, and without it Nagle + delayed ACK add ~40 ms to every response.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    dual_stack(sock, host)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -200,7 +200,8 @@ async def run_client(
     if settings.health_unix_socket:
         ops_sock = bind_unix(settings.health_unix_socket, what="--health.unix-socket / HEALTH_UNIX_SOCKET")
     else:
-        ops_sock = bind(settings.health_listen_addr, what="--health.listen-addr / HEALTH_LISTEN_ADDR")
+        ops_sock = bind(settings.health_listen_addr, what="--health.listen-addr / HEALTH_LISTEN_ADDR", empty_host="")
+        _warn_if_exposed(ops_sock.getsockname()[0], settings)
     url_file = Path(settings.health_url_file) if settings.health_url_file else None
     pid_file = Path(settings.pid_file) if settings.pid_file else None
     log_buffer = logs.install_buffer(settings.log_buffer_events)
@@ -276,6 +277,18 @@ async def run_client(
         logs.remove_buffer(log_buffer)
         if owns_tracing:
             tracing.shutdown()
+
+
+def _warn_if_exposed(bound: str, settings: Settings) -> None:
+    from tunnel_core.listen import is_loopback_bind
+
+    if not is_loopback_bind(bound):
+        log.warning(
+            "operator listener is reachable from other machines: /healthz, /readyz and /metrics answer anyone; "
+            + ("/ui and /api/* too (--allow-remote-ui)" if settings.allow_remote_ui
+               else "/ui and /api/* stay loopback-only"),
+            extra={"listen_addr": settings.health_listen_addr, "bound_address": bound},
+        )
 
 
 def _open_web_ui(base_url: str) -> None:

@@ -399,12 +399,14 @@ def load_settings(
     )
 
 
-def parse_listen_addr(value: str, *, what: str) -> tuple[str, int]:
-    """Split HOST:PORT (``:0`` = loopback ephemeral); raise ConfigError naming ``what`` otherwise."""
+def parse_listen_addr(value: str, *, what: str, empty_host: str = "127.0.0.1") -> tuple[str, int]:
+    """Split HOST:PORT; an empty host becomes ``empty_host`` ("" = all interfaces, see tunnel_core.listen).
+
+    Raises ConfigError naming ``what`` for anything else than HOST:PORT with a port in 0..65535."""
     host, sep, port = value.rpartition(":")
     if not sep:
         raise ConfigError(f"{what}: {value!r} must be HOST:PORT, e.g. 127.0.0.1:8080 or :0")
-    host = host.strip("[]") or "127.0.0.1"
+    host = host.strip("[]") or empty_host
     try:
         num = int(port)
     except ValueError:

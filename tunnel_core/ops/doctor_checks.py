@@ -254,9 +254,11 @@ def _display_base(host: str, port: int) -> str:
 
 def health_listener(addr: str) -> DoctorCheck:
     """Bind the operator address for real, then release it."""
-    host, port = parse_listen_addr(addr, what="--health.listen-addr")
+    from tunnel_core.listen import bind_host
+
+    host, port = parse_listen_addr(addr, what="--health.listen-addr", empty_host="")
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(bind_host(host), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, socktype, proto, _, sockaddr = infos[0]
         with socket.socket(family, socktype, proto) as sock:
             if os.name != "nt":
@@ -288,7 +290,7 @@ def ui(addr: str, listener_status: Status) -> DoctorCheck:
         return DoctorCheck(id="ui", status="SKIP", summary="blocked by the health_listener check",
                            why="the status page is served on the operator address, which cannot be bound.",
                            next=["fix the health_listener check first"])
-    host, port = parse_listen_addr(addr, what="--health.listen-addr")
+    host, port = parse_listen_addr(addr, what="--health.listen-addr", empty_host="")
     if port == 0:
         return DoctorCheck(
             id="ui", status="PASS",
