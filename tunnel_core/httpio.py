@@ -1,20 +1,19 @@
-"""The relay's HTTP client: a keep-alive connection pool over aiohttp.
+"""The relay's HTTP client: keep-alive connection pools over a lean HTTP/1.1 connection.
 
-Why aiohttp and not httpx2 (which the mcp SDK depends on): the relay makes three HTTP
-exchanges per forwarded MCP call (poll, target, response), so the client's per-request
-cost is the product's overhead. Measured on this project's 2-core machine against a
-trivial loopback server: httpx2 ~560 us CPU per request, its transport layer httpcore2
-~330 us, aiohttp ~170 us; and httpcore2's pool checks every idle connection with a
-``poll()`` syscall on each request, which made it slower still at concurrency 32+.
-So the relay process uses aiohttp alone for all its outbound HTTP; httpx2 is used only by
-one-shot CLI commands, where a request costs nothing worth measuring.
+Why not a library: the relay makes three HTTP exchanges per forwarded MCP call (poll, target,
+response), so the client's per-request cost is the product's overhead. Measured on this
+project's 2-core machine against a trivial loopback server: httpx2 ~560 us CPU per request,
+aiohttp ~170 us, this client (an asyncio protocol around the llhttp parser of httptools, which
+uvicorn already brings) ~50 us; and aiohttp alone adds ~10 MB to the resident memory of
+every relay. See docs/performance.md. httpx2 stays the client of one-shot CLI commands.
 
 Enterprise networking lives here too, per pool: an explicit proxy or the standard
-``HTTP(S)_PROXY``/``NO_PROXY`` variables (:class:`ProxyRoute`), extra CA certificates added
-to the system trust, a client certificate presented only to one origin, and dialling a Unix
-socket instead of TCP. With none of them configured a request takes the plain path.
+``HTTP(S)_PROXY``/``NO_PROXY`` variables (:class:`ProxyRoute`; plain forwarding for http URLs,
+CONNECT for https), extra CA certificates added to the system trust, a client certificate
+presented only to one origin, and dialling a Unix socket instead of TCP. With none of them
+configured a request takes the plain path.
 
-Errors: the aiohttp/asyncio exception classes listed in ``NetworkErrors``;
+Errors: the classes listed in ``NetworkErrors`` (the tree is in :mod:`tunnel_core.httpconn`);
 ``tunnel_core.targets.failures.classify_exception`` maps them to failure sources.
 """
 
@@ -22,22 +21,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import ipaddress
+import re
+import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
-from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # untyped in typeshed
 
-import aiohttp
+from tunnel_core.httpconn import (
+    ConnectError,
+    Connection,
+    ConnectTimeout,
+    DNSError,
+    HTTPError,
+    InvalidURL,
+    TLSError,
+)
 
-NetworkErrors: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+NetworkErrors: tuple[type[BaseException], ...] = (HTTPError, asyncio.TimeoutError, OSError)
 # Network failures or an answer that is not the JSON it should be.
 NetworkOrDecodeErrors: tuple[type[BaseException], ...] = (*NetworkErrors, ValueError)
 # Failures where the request can not have been written yet (safe to retry anything).
-PreSendErrors: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+PreSendErrors: tuple[type[BaseException], ...] = (ConnectError,)
 
 
 def default_ssl_context(ca_bundle: str = "", client_cert: tuple[str, str] | None = None) -> ssl.SSLContext:
@@ -102,8 +111,11 @@ class ProxyRoute:
         proxy = self.environment.get(parts.scheme.lower())
         if not proxy or _is_loopback(parts.hostname or ""):
             return None  # like Go's ProxyFromEnvironment: loopback never goes through an env proxy
-        if "no" in self.environment and proxy_bypass_environment(parts.netloc, dict(self.environment)):
-            return None
+        if "no" in self.environment:
+            from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # untyped
+
+            if proxy_bypass_environment(parts.netloc, dict(self.environment)):
+                return None
         return proxy
 
     def describe(self) -> str:
@@ -133,19 +145,23 @@ def _without_userinfo(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
-def _proxy_kwargs(proxy: str) -> dict[str, Any]:
-    """aiohttp arguments for one proxy URL; credentials in the URL become Proxy-Authorization."""
+def _proxy_authorization(proxy: str) -> str:
+    """A Proxy-Authorization value from credentials in the proxy URL ("" when there are none)."""
     parts = urlsplit(proxy)
     if "@" not in parts.netloc:
-        return {"proxy": proxy}
+        return ""
     user = unquote(parts.username or "")
     password = unquote(parts.password or "")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return {"proxy": _without_userinfo(proxy), "proxy_headers": {"Proxy-Authorization": f"Basic {token}"}}
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
-def _items(raw: Any) -> list[tuple[str, str]]:
+def _items(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+
+
+def _find(headers: list[tuple[str, str]], name: str) -> str | None:
+    lname = name.lower()
+    return next((v for k, v in headers if k.lower() == lname), None)
 
 
 @dataclass(slots=True)
@@ -155,8 +171,7 @@ class Response:
     body: bytes
 
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lname), None)
+        return _find(self.headers, name)
 
     def header_items(self) -> list[tuple[str, str]]:
         return self.headers
@@ -165,30 +180,30 @@ class Response:
 class StreamResponse:
     """A response whose body is read incrementally."""
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self._resp = resp
-        self.status = resp.status
-        self.headers = _items(resp.raw_headers)
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.status = conn.status
+        self.headers = _items(conn.raw_headers)
 
     def header(self, name: str) -> str | None:
-        return self._resp.headers.get(name)
+        return _find(self.headers, name)
 
     def header_items(self) -> list[tuple[str, str]]:
         return self.headers
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        async for chunk in self._resp.content.iter_any():
+        while (chunk := await self._conn.next_chunk()) is not None:
             yield chunk
 
     async def aread(self) -> bytes:
-        return await self._resp.read()
+        return await self._conn.read_all()
 
 
 class _LoggedStreamResponse(StreamResponse):
     """A streamed response whose body is also written to the raw HTTP log as it is read."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, url: str) -> None:
-        super().__init__(resp)
+    def __init__(self, conn: Connection, url: str) -> None:
+        super().__init__(conn)
         self._url = url
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
@@ -206,7 +221,25 @@ class _LoggedStreamResponse(StreamResponse):
         return data
 
 
-_NO_EXTRA: dict[str, Any] = {}
+# Header names and values that would let a caller's header smuggle another line into the request.
+_BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """How to reach one URL: the connection to open (pool key) and the request line to send."""
+
+    key: tuple[Any, ...]
+    host: str  # the URL's host (TLS server name)
+    connect: tuple[str, int]  # where the TCP connection goes (the proxy when there is one)
+    unix: str
+    tls: ssl.SSLContext | None  # TLS to the URL's origin (end to end, through a CONNECT tunnel if any)
+    proxy_tls: ssl.SSLContext | None  # TLS to an https:// proxy
+    tunnel: str  # "host:port" to CONNECT to, or ""
+    request_line_end: str  # " /path?query HTTP/1.1\r\nHost: ...\r\n" (absolute URL when forwarded by a proxy)
+    proxy_auth: str  # Proxy-Authorization value ("" for none)
 
 
 class HTTPPool:
@@ -216,6 +249,8 @@ class HTTPPool:
     https); ``client_cert_context`` is used instead of ``ssl_context`` only for requests to
     ``client_cert_origin`` (so a client certificate never reaches another server);
     ``unix_socket`` dials that socket for every request (the URL still names the Host).
+    At most ``max_connections`` connections are open at once; waiting for a free one counts
+    against the connect timeout. Responses are never decompressed (no Accept-Encoding is sent).
     """
 
     def __init__(
@@ -233,57 +268,25 @@ class HTTPPool:
     ) -> None:
         self._max = max_connections
         self._keepalive = keepalive_expiry
-        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._ssl = ssl_context
         self._connect_timeout = connect_timeout
-        self._session: aiohttp.ClientSession | None = None
         self._proxy = proxy if proxy is not None and proxy.active else None
         self._cert_ctx = client_cert_context
         self._cert_origin = origin_of(client_cert_origin) if client_cert_origin else ""
         self._unix = unix_socket
-        # The common case (no proxy, no scoped certificate) adds nothing per request.
-        self._plain = self._proxy is None and self._cert_ctx is None
-        self._routes: dict[str, dict[str, Any]] = {}
+        self._targets: dict[str, _Target] = {}
+        self._idle: dict[tuple[Any, ...], list[Connection]] = {}
+        self._conns: set[Connection] = set()
+        self._open = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._closed = False
         self._raw = raw_log  # --log.http-raw-unsafe (tunnel_core.rawhttp); off: one boolean test per request
 
     @property
     def proxy(self) -> ProxyRoute | None:
         return self._proxy
 
-    def _route(self, url: str) -> dict[str, Any]:
-        """Per-request aiohttp arguments (proxy, TLS context), cached per origin."""
-        parts = url.split("/", 3)
-        key = parts[0] + parts[2] if len(parts) > 2 else url
-        cached = self._routes.get(key)
-        if cached is not None:
-            return cached
-        kwargs: dict[str, Any] = {}
-        if self._proxy is not None:
-            proxy = self._proxy.proxy_for(url)
-            if proxy:
-                kwargs.update(_proxy_kwargs(proxy))
-        if self._cert_ctx is not None and origin_of(url) == self._cert_origin:
-            kwargs["ssl"] = self._cert_ctx
-        if len(self._routes) < 256:
-            self._routes[key] = kwargs
-        return kwargs
-
-    def _get(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector: aiohttp.BaseConnector
-            if self._unix:
-                connector = aiohttp.UnixConnector(path=self._unix, limit=self._max, limit_per_host=0,
-                                                  keepalive_timeout=self._keepalive)
-            else:
-                connector = aiohttp.TCPConnector(limit=self._max, limit_per_host=0,
-                                                 keepalive_timeout=self._keepalive, ssl=self._ssl)
-            self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent",), auto_decompress=True, trust_env=False,
-            )
-        return self._session
-
-    def _timeout(self, total: float | None) -> aiohttp.ClientTimeout:
-        connect = min(self._connect_timeout, total) if total else self._connect_timeout
-        return aiohttp.ClientTimeout(total=total, connect=connect)
+    # ---------------------------------------------------------------- requests
 
     async def request(
         self,
@@ -294,20 +297,21 @@ class HTTPPool:
         content: bytes | None = None,
         timeout: float | None = 30.0,
     ) -> Response:
-        extra = _NO_EXTRA if self._plain else self._route(url)
+        conn = await self._send(method, url, headers, content, timeout)
+        try:
+            await conn.wait_head()
+            body = await conn.read_all()
+        except BaseException:
+            conn.finish()
+            self._release(conn, False)
+            raise
+        resp = Response(conn.status, _items(conn.raw_headers), body)
+        self._release(conn, conn.finish())
         if self._raw:
             from tunnel_core import rawhttp
 
-            rawhttp.log_request(method, url, headers, content)
-        async with self._get().request(
-            method, url, headers=headers, data=content, timeout=self._timeout(timeout), allow_redirects=False,
-            **extra,
-        ) as resp:
-            body = await resp.read()
-            out = Response(resp.status, _items(resp.raw_headers), body)
-        if self._raw:
-            rawhttp.log_response(url, out.status, out.headers, body)
-        return out
+            rawhttp.log_response(url, resp.status, resp.headers, body)
+        return resp
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -319,22 +323,250 @@ class HTTPPool:
         content: bytes | None = None,
         timeout: float | None = 30.0,
     ) -> AsyncIterator[StreamResponse]:
-        extra = _NO_EXTRA if self._plain else self._route(url)
+        conn = await self._send(method, url, headers, content, timeout)
+        ok = False
+        try:
+            await conn.wait_head()
+            if self._raw:
+                from tunnel_core import rawhttp
+
+                rawhttp.log_response(url, conn.status, _items(conn.raw_headers), None, streamed=True)
+                yield _LoggedStreamResponse(conn, url)
+            else:
+                yield StreamResponse(conn)
+            ok = True
+        finally:
+            # A body left unread (or an error) closes the connection; a finished one goes back to the pool.
+            reusable = conn.finish() and ok
+            self._release(conn, reusable)
+
+    async def _send(self, method: str, url: str, headers: list[tuple[str, str]], content: bytes | None,
+                    timeout: float | None) -> Connection:
+        target = self._target(url)
+        head = self._head(method, target, headers, content)
         if self._raw:
             from tunnel_core import rawhttp
 
             rawhttp.log_request(method, url, headers, content)
-        async with self._get().request(
-            method, url, headers=headers, data=content, timeout=self._timeout(timeout), allow_redirects=False,
-            **extra,
-        ) as resp:
-            if self._raw:
-                rawhttp.log_response(url, resp.status, _items(resp.raw_headers), None, streamed=True)
-                yield _LoggedStreamResponse(resp, url)
+        data = [head + content] if content and len(content) < 65536 else [head, content] if content else [head]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout else None
+        conn = await self._acquire(target, deadline)
+        conn.start(data, head_only=method == "HEAD", deadline=deadline)
+        return conn
+
+    @staticmethod
+    def _head(method: str, target: _Target, headers: list[tuple[str, str]], content: bytes | None) -> bytes:
+        parts = [method, target.request_line_end]
+        for name, value in headers:
+            if _BAD_NAME.search(name) or _BAD_VALUE.search(value) or not name:
+                raise InvalidURL(f"header {name!r} cannot be sent: invalid name or line break in the value")
+            if name.lower() in _OWN_HEADERS:
+                continue
+            parts.append(f"{name}: {value}\r\n")
+        if target.proxy_auth and not target.tunnel:
+            parts.append(f"Proxy-Authorization: {target.proxy_auth}\r\n")
+        if content is not None or method in ("POST", "PUT", "PATCH"):
+            parts.append(f"Content-Length: {len(content or b'')}\r\n")
+        parts.append("\r\n")
+        return "".join(parts).encode("utf-8")
+
+    # ---------------------------------------------------------------- routing
+
+    def _target(self, url: str) -> _Target:
+        cached = self._targets.get(url)
+        if cached is not None:
+            return cached
+        target = self._resolve(url)
+        if len(self._targets) < 256:
+            self._targets[url] = target
+        return target
+
+    def _resolve(self, url: str) -> _Target:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port
+        except ValueError:
+            raise InvalidURL(f"invalid port in {url!r}") from None
+        host = (parts.hostname or "").rstrip(".")
+        if scheme not in ("http", "https") or not host:
+            raise InvalidURL(f"cannot request {url!r}: an http(s) URL with a host is required")
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
+        port = port or (443 if scheme == "https" else 80)
+        authority = f"[{host}]" if ":" in host else host
+        default_port = port == (443 if scheme == "https" else 80)
+        host_header = authority if default_port else f"{authority}:{port}"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        tls = None
+        if scheme == "https":
+            if self._cert_ctx is not None and origin_of(url) == self._cert_origin:
+                tls = self._cert_ctx
             else:
-                yield StreamResponse(resp)
+                tls = self._ssl or self._default_ssl()
+        proxy = self._proxy.proxy_for(url) if self._proxy is not None and not self._unix else None
+        if proxy:
+            pparts = urlsplit(proxy)
+            pscheme = pparts.scheme.lower()
+            phost = (pparts.hostname or "").rstrip(".")
+            pport = pparts.port or (443 if pscheme == "https" else 80)
+            proxy_tls = (self._ssl or self._default_ssl()) if pscheme == "https" else None
+            auth = _proxy_authorization(proxy)
+            if scheme == "https":  # CONNECT: TLS end to end, the proxy sees only host:port
+                return _Target(("tunnel", phost, pport, pscheme, auth, host, port, id(tls)), host, (phost, pport),
+                               "", tls, proxy_tls, f"{authority}:{port}",
+                               f" {path} HTTP/1.1\r\nHost: {host_header}\r\n", auth)
+            absolute = f"http://{host_header}{path}"
+            return _Target(("proxy", phost, pport, pscheme, auth), host, (phost, pport), "", None, proxy_tls, "",
+                           f" {absolute} HTTP/1.1\r\nHost: {host_header}\r\n", auth)
+        return _Target(("direct", scheme, host, port, self._unix, id(tls)), host, (host, port), self._unix, tls,
+                       None, "", f" {path} HTTP/1.1\r\nHost: {host_header}\r\n", "")
+
+    def _default_ssl(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = default_ssl_context()
+        return self._ssl
+
+    # ---------------------------------------------------------------- connections
+
+    async def _acquire(self, target: _Target, deadline: float | None) -> Connection:
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise ConnectError("the connection pool is closed")
+        connect_deadline = loop.time() + self._connect_timeout
+        if deadline is not None:
+            connect_deadline = min(connect_deadline, deadline)
+        while True:
+            idle = self._idle.get(target.key)
+            while idle:
+                conn = idle.pop()
+                if conn.closed:
+                    continue
+                if loop.time() - conn.idle_since > self._keepalive:
+                    self._discard(conn)
+                    continue
+                return conn
+            if self._open < self._max:
+                break
+            if not self._close_one_idle():  # else wait for a connection of this pool to be freed
+                await self._wait_for_slot(connect_deadline)
+        self._open += 1
+        conn = Connection(target.key, self._lost)
+        self._conns.add(conn)
+        try:
+            await self._connect(conn, target, connect_deadline)
+        except BaseException:
+            conn.close()
+            self._discount(conn)
+            raise
+        return conn
+
+    async def _wait_for_slot(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(fut)
+
+        def expire() -> None:
+            if not fut.done():
+                fut.set_exception(ConnectTimeout("no free connection in the pool within the connect timeout"))
+
+        timer = loop.call_at(deadline, expire)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+
+    async def _connect(self, conn: Connection, t: _Target, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(deadline):
+                if t.unix:
+                    await loop.create_unix_connection(lambda: conn, t.unix, ssl=t.tls,
+                                                      server_hostname=t.host if t.tls else None)
+                    return
+                host, port = t.connect
+                tls = t.proxy_tls if t.tunnel or t.proxy_tls else t.tls
+                await loop.create_connection(lambda: conn, host, port, ssl=tls,
+                                             server_hostname=host if tls else None)
+                if t.tunnel:
+                    await self._open_tunnel(conn, t)
+        except HTTPError:
+            raise
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"connecting to {t.connect[0]}:{t.connect[1]} timed out") from exc
+        except socket.gaierror as exc:
+            raise DNSError(f"cannot resolve {t.connect[0]}", exc) from exc
+        except ssl.SSLError as exc:
+            raise TLSError(f"TLS with {t.host} failed", exc) from exc
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {t.connect[0]}:{t.connect[1]}", exc) from exc
+
+    async def _open_tunnel(self, conn: Connection, t: _Target) -> None:
+        """CONNECT through the proxy, then TLS with the origin inside the tunnel."""
+        auth = f"Proxy-Authorization: {t.proxy_auth}\r\n" if t.proxy_auth else ""
+        conn.start([f"CONNECT {t.tunnel} HTTP/1.1\r\nHost: {t.tunnel}\r\n{auth}\r\n".encode()],
+                   head_only=True, deadline=None)
+        await conn.wait_head()
+        conn.reset()
+        if conn.status != 200:
+            raise ConnectError(f"the proxy refused CONNECT {t.tunnel}: HTTP {conn.status}")
+        assert conn.transport is not None and t.tls is not None
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(conn.transport, conn, t.tls, server_hostname=t.host)
+        if transport is None:
+            raise ConnectError(f"TLS through the proxy to {t.tunnel} did not start")
+        conn.transport = transport  # type: ignore[assignment]
+
+    def _release(self, conn: Connection, reusable: bool) -> None:
+        if reusable and not self._closed:
+            conn.idle_since = asyncio.get_running_loop().time()
+            self._idle.setdefault(conn.key, []).append(conn)
+            self._wake_one()
+        else:
+            self._discard(conn)
+
+    def _discard(self, conn: Connection) -> None:
+        conn.close()
+        self._discount(conn)
+
+    def _close_one_idle(self) -> bool:
+        """Make room for a new connection by closing the oldest idle one (of any origin)."""
+        oldest: Connection | None = None
+        for idle in self._idle.values():
+            for conn in idle:
+                if not conn.closed and (oldest is None or conn.idle_since < oldest.idle_since):
+                    oldest = conn
+        if oldest is None:
+            return False
+        self._idle[oldest.key].remove(oldest)
+        self._discard(oldest)
+        return True
+
+    def _lost(self, conn: Connection) -> None:
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+        self._discount(conn)
+
+    def _discount(self, conn: Connection) -> None:
+        if conn.counted:
+            conn.counted = False
+            self._open -= 1
+            self._conns.discard(conn)
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._closed = True
+        for conn in list(self._conns):
+            self._discard(conn)
+        self._idle.clear()

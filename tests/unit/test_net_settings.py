@@ -75,9 +75,9 @@ def test_proxy_credentials_go_into_proxy_authorization_and_stay_out_of_reprs() -
     s = load({"http_proxy": "http://user:pa%3Ass@proxy:3128"})
     assert "pa%3Ass" not in repr(s) and "user:" not in repr(s)
     pool = mcp_pool(s, s.bindings[0], TLSContexts(s.network), max_connections=4)
-    extra = pool._route("https://mcp.corp/mcp")
-    assert extra["proxy"] == "http://proxy:3128"
-    assert extra["proxy_headers"] == {"Proxy-Authorization": "Basic dXNlcjpwYTpzcw=="}
+    target = pool._target("https://mcp.corp/mcp")
+    assert target.connect == ("proxy", 3128) and target.tunnel == "mcp.corp:443"  # CONNECT through the proxy
+    assert target.proxy_auth == "Basic dXNlcjpwYTpzcw=="
     summary = route_summary(s)
     assert summary["mcp_routes"][0]["proxy"] == "http://proxy:3128"
 
@@ -205,12 +205,13 @@ def test_client_certificate_is_presented_to_the_mcp_origin_only() -> None:
     cert, key = str(TLS / "test_server_cert.pem"), str(TLS / "test_server_key.pem")
     s = load({"mcp.client_cert": cert, "mcp.client_key": key})
     pool = mcp_pool(s, s.bindings[0], TLSContexts(s.network), max_connections=4)
-    assert isinstance(pool._route("https://mcp.corp/mcp")["ssl"], ssl.SSLContext)
-    assert isinstance(pool._route("https://MCP.corp:443/.well-known/x")["ssl"], ssl.SSLContext)
-    assert "ssl" not in pool._route("https://login.corp/token")  # the authorization server never sees it
-    assert "ssl" not in pool._route("https://mcp.corp:8443/mcp")
+    with_cert = pool._target("https://mcp.corp/mcp").tls
+    assert isinstance(with_cert, ssl.SSLContext)
+    assert pool._target("https://MCP.corp:443/.well-known/x").tls is with_cert
+    assert pool._target("https://login.corp/token").tls is not with_cert  # the authorization server never sees it
+    assert pool._target("https://mcp.corp:8443/mcp").tls is not with_cert
     plain = HTTPPool(ssl_context=default_ssl_context())
-    assert plain._plain  # nothing configured: no per-request work
+    assert plain._target("https://a/x") is plain._target("https://a/x")  # routing is worked out once per URL
 
 
 def test_static_headers_scope() -> None:

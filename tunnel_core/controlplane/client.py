@@ -1,6 +1,6 @@
 """Runtime control-plane client: tunnel metadata, long poll, and response POSTs.
 
-One keep-alive connection pool (``tunnel_core.httpio``, on aiohttp) is
+One keep-alive connection pool (``tunnel_core.httpio``) is
 shared by every call of the process. Every request carries the Bearer runtime key, the client identity headers and
 the current ``X-Tunnel-MCP-Server-Info`` value, plus the operator's ``--control-plane.extra-headers``
 (which can never replace one of the client's own headers).

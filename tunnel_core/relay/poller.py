@@ -8,11 +8,9 @@ client never holds more than it promised, unlike the reference (workers + queue 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-import aiohttp
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
@@ -107,7 +105,7 @@ class Poller:
                 continue
             except NetworkOrDecodeErrors as exc:
                 self._reserved = 0
-                kind = "timeout" if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) else "other"
+                kind = "timeout" if isinstance(exc, TimeoutError) else "other"
                 self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
                 self._metrics.poll_errors.labels(kind).inc()
                 self._state.poll_failed(f"{type(exc).__name__}")

@@ -8,15 +8,21 @@ last lines of its stderr, bounded and redacted), which the operator's own server
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
+from tunnel_core.httpconn import (
+    ConnectError,
+    DNSError,
+    InvalidURL,
+    PayloadError,
+    ProtocolError,
+    ServerDisconnected,
+    TLSError,
+)
 from tunnel_core.wire.messages import FailureSource, HeaderMap, TunnelFailure
 from tunnel_core.wire.status import status_text
 
@@ -61,20 +67,26 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def classify_exception(exc: BaseException) -> TargetFailure:
     """Map a transport exception to its failure source and kind (a lookup on the cause chain)."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, DNSError):
         return TargetFailure("dns", "dns")
-    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
+    if isinstance(exc, TLSError):
         return TargetFailure("tls", "tls")
-    if isinstance(exc, (aiohttp.ConnectionTimeoutError, aiohttp.SocketTimeoutError, asyncio.TimeoutError)):
+    if isinstance(exc, TimeoutError):  # connect and read timeouts of the pool included
         return TargetFailure("timeout", "timeout")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    cause = exc.__cause__
+    if isinstance(exc, (ServerDisconnected, PayloadError)) and isinstance(cause, OSError) and cause.errno in _ERRNO:
+        source, kind = _ERRNO[cause.errno]  # reset or broken pipe rather than a plain close
+        return TargetFailure(source, kind)
+    if isinstance(exc, ServerDisconnected):
         return TargetFailure("transport_closed", "unexpected_eof")
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, PayloadError):
         return TargetFailure("transport_closed", "connection_closed")
-    if isinstance(exc, aiohttp.InvalidURL):
+    if isinstance(exc, ProtocolError):
+        return TargetFailure("protocol", "invalid_protocol_response")
+    if isinstance(exc, InvalidURL):
         return TargetFailure("connect", "dial")
     chain = _chain(exc)
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectError) and exc.os_error is not None:
         chain.insert(1, exc.os_error)
     for e in chain:
         if isinstance(e, ssl.SSLError):
@@ -84,9 +96,9 @@ def classify_exception(exc: BaseException) -> TargetFailure:
         if isinstance(e, OSError) and e.errno in _ERRNO:
             source, kind = _ERRNO[e.errno]
             return TargetFailure(source, kind)
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectError):
         return TargetFailure("connect", "dial")
-    if isinstance(exc, (aiohttp.ClientOSError, ConnectionError)):
+    if isinstance(exc, ConnectionError):
         return TargetFailure("transport_closed", "connection_closed")
     return TargetFailure("client_internal", "unknown")
 

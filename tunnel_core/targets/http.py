@@ -14,10 +14,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import anyio
 
 from tunnel_core import __version__, tracing
+from tunnel_core.httpconn import ConnectError
 from tunnel_core.httpio import HTTPPool, NetworkErrors, StreamResponse
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure, classify_exception
@@ -248,7 +248,7 @@ class HTTPTarget:
             try:
                 await self._http.request("HEAD", self.url, headers=[], timeout=1.0)
                 return True
-            except aiohttp.ClientConnectorError:
+            except ConnectError:
                 pass
             except NetworkErrors:
                 return True

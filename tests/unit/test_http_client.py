@@ -1,0 +1,290 @@
+"""The relay's HTTP/1.1 client (httpio.HTTPPool over httpconn.Connection) against scripted loopback servers.
+
+Each server is a real socket on 127.0.0.1:0 that answers with exact bytes, so framing, reuse,
+truncation and the error classes are proved on the wire, not through a mock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from tunnel_core.httpconn import (
+    ConnectError,
+    ConnectTimeout,
+    InvalidURL,
+    PayloadError,
+    ProtocolError,
+    ReadTimeout,
+    ServerDisconnected,
+)
+from tunnel_core.httpio import HTTPPool
+from tunnel_core.targets.failures import classify_exception
+
+pytestmark = pytest.mark.anyio
+WAIT = 5.0
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Server:
+    """A loopback server that runs ``handler`` per connection and records what arrived."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        body = await reader.readexactly(length) if length else b""
+        self.requests.append(head + body)
+        return head
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[Server, str]]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: Handler) -> tuple[Server, str]:
+        s = Server(handler)
+        srv = await asyncio.start_server(s._serve, "127.0.0.1", 0)
+        servers.append(srv)
+        return s, f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+
+    yield start
+    for srv in servers:
+        srv.close()
+
+
+def keep_alive(*answers: bytes) -> Callable[[Server], Handler]:
+    """A handler answering successive requests on one connection with ``answers`` in turn."""
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            for answer in answers:
+                await server.read_request(reader)
+                writer.write(answer)
+                await writer.drain()
+            await reader.read()  # hold the connection until the client closes it
+
+        return handler
+
+    return make
+
+
+async def start_with(serve: Callable[[Handler], Awaitable[tuple[Server, str]]],
+                     make: Callable[[Server], Handler]) -> tuple[Server, str]:
+    box: list[Server] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await make(box[0])(reader, writer)
+
+    server, url = await serve(handler)
+    box.append(server)
+    return server, url
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok"
+
+
+async def test_one_connection_carries_successive_requests(serve: object) -> None:
+    server, url = await start_with(serve, keep_alive(OK, OK))  # type: ignore[arg-type]
+    pool = HTTPPool()
+    try:
+        for _ in range(2):
+            resp = await pool.request("POST", url + "/mcp?x=1", headers=[("X-Test", "v")], content=b"{}")
+            assert (resp.status, resp.body, resp.header("x-a")) == (200, b"ok", "1")
+    finally:
+        await pool.aclose()
+    assert server.connections == 1
+    first = server.requests[0]
+    assert first.startswith(b"POST /mcp?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"X-Test: v\r\n" in first and b"Content-Length: 2\r\n" in first and first.endswith(b"\r\n\r\n{}")
+
+
+async def test_chunked_body_streams_chunk_by_chunk_then_the_connection_is_reused(serve: object) -> None:
+    sse = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    server, url = await start_with(serve, keep_alive(sse, OK))  # type: ignore[arg-type]
+    pool = HTTPPool()
+    try:
+        async with pool.stream("GET", url + "/s", headers=[]) as resp:
+            assert resp.header("Content-Type") == "text/event-stream"
+            chunks = [c async for c in resp.aiter_bytes()]
+        assert b"".join(chunks) == b"hello world"
+        assert (await pool.request("GET", url + "/", headers=[])).body == b"ok"
+    finally:
+        await pool.aclose()
+    assert server.connections == 1
+
+
+async def test_a_body_left_unread_closes_the_connection(serve: object) -> None:
+    _, url = await start_with(serve, keep_alive(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab"))  # type: ignore[arg-type]
+    _, url2 = await start_with(serve, keep_alive(OK))  # type: ignore[arg-type]
+    pool = HTTPPool()
+    try:
+        async with pool.stream("GET", url + "/", headers=[]) as resp:
+            assert resp.status == 200  # the body (2 of 4 bytes so far) is never read
+        assert pool._open == 0 and not any(pool._idle.values())
+        assert (await pool.request("GET", url2 + "/", headers=[])).body == b"ok"
+    finally:
+        await pool.aclose()
+
+
+async def test_body_until_close_and_head_answers(serve: object) -> None:
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        await writer.drain()
+
+    _, url = await serve(until_close)  # type: ignore[operator]
+    pool = HTTPPool()
+    try:
+        assert (await pool.request("GET", url + "/", headers=[])).body == b"all of it"
+        head = await pool.request("HEAD", url + "/", headers=[])
+        assert head.status == 200 and head.body == b""
+        assert not any(pool._idle.values())  # neither a closing nor a HEAD connection is kept
+    finally:
+        await pool.aclose()
+
+
+async def test_interim_answers_are_skipped(serve: object) -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + OK
+    _, url = await start_with(serve, keep_alive(early))  # type: ignore[arg-type]
+    pool = HTTPPool()
+    try:
+        resp = await pool.request("GET", url + "/", headers=[])
+        assert (resp.status, resp.body, resp.header("link")) == (200, b"ok", None)
+    finally:
+        await pool.aclose()
+
+
+@pytest.mark.parametrize(("answer", "error", "kind"), [
+    (b"", ServerDisconnected, "unexpected_eof"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", PayloadError, "connection_closed"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", PayloadError, "connection_closed"),
+    (b"NOT HTTP AT ALL\r\n\r\n", ProtocolError, "invalid_protocol_response"),
+    (b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 70000 + b"\r\n\r\n", ProtocolError, "invalid_protocol_response"),
+])
+async def test_broken_answers_raise_their_class(serve: object, answer: bytes, error: type[Exception],
+                                                kind: str) -> None:
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+
+    _, url = await serve(broken)  # type: ignore[operator]
+    pool = HTTPPool()
+    try:
+        with pytest.raises(error) as info:
+            await pool.request("GET", url + "/", headers=[])
+        assert classify_exception(info.value).kind == kind
+        assert pool._open == 0
+    finally:
+        await pool.aclose()
+
+
+async def test_a_line_break_in_a_header_is_refused_before_anything_is_sent(serve: object) -> None:
+    server, url = await start_with(serve, keep_alive(OK))  # type: ignore[arg-type]
+    pool = HTTPPool()
+    try:
+        for bad in [("X-A", "v\r\nX-Injected: 1"), ("X A", "v"), ("X-A", "v\nGET / HTTP/1.1")]:
+            with pytest.raises(InvalidURL):
+                await pool.request("GET", url + "/", headers=[bad])
+        assert server.connections == 0
+    finally:
+        await pool.aclose()
+
+
+async def test_no_answer_in_time_is_a_read_timeout(serve: object) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    _, url = await serve(silent)  # type: ignore[operator]
+    pool = HTTPPool()
+    try:
+        with pytest.raises(ReadTimeout) as info:
+            await pool.request("GET", url + "/", headers=[], timeout=0.2)
+        assert isinstance(info.value, TimeoutError) and classify_exception(info.value).source == "timeout"
+    finally:
+        await pool.aclose()
+
+
+async def test_a_full_pool_waits_for_a_free_connection_within_the_connect_timeout(serve: object) -> None:
+    gate, arrived = asyncio.Event(), asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            arrived.set()
+            await gate.wait()
+            writer.write(OK)
+            await writer.drain()
+
+    server, url = await serve(slow)  # type: ignore[operator]
+    pool = HTTPPool(max_connections=1, connect_timeout=0.2)
+    try:
+        first = asyncio.ensure_future(pool.request("GET", url + "/", headers=[]))
+        await asyncio.wait_for(arrived.wait(), WAIT)
+        with pytest.raises(ConnectTimeout):
+            await pool.request("GET", url + "/", headers=[])  # the only connection is busy
+        waiting = asyncio.ensure_future(pool.request("GET", url + "/", headers=[], timeout=WAIT))
+        await asyncio.sleep(0)
+        gate.set()
+        assert (await asyncio.wait_for(first, WAIT)).body == b"ok"
+        assert (await asyncio.wait_for(waiting, WAIT)).body == b"ok"
+        assert server.connections == 1
+    finally:
+        await pool.aclose()
+
+
+async def test_refused_connection_keeps_its_os_error() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    pool = HTTPPool()
+    try:
+        with pytest.raises(ConnectError) as info:
+            await pool.request("GET", f"http://127.0.0.1:{port}/", headers=[])
+        assert getattr(info.value.os_error, "errno", None) == errno.ECONNREFUSED
+        assert classify_exception(info.value).kind == "connection_refused"
+    finally:
+        await pool.aclose()
+
+
+async def test_an_idle_connection_the_server_closed_is_not_reused(serve: object) -> None:
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK)
+        await writer.drain()  # then close: the client sees EOF while the connection is idle
+
+    server, url = await serve(once)  # type: ignore[operator]
+    pool = HTTPPool()
+    try:
+        await pool.request("GET", url + "/", headers=[])
+        for _ in range(200):  # until the pool has seen the EOF (bounded)
+            if not any(pool._idle.values()):
+                break
+            await asyncio.sleep(0.005)
+        assert (await pool.request("GET", url + "/", headers=[])).body == b"ok"
+        assert server.connections == 2
+    finally:
+        await pool.aclose()
