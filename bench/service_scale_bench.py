@@ -5,7 +5,9 @@ docs/self-hosting.md recommends), N ``tunnel-client serve`` instances on the Red
 M ``tunnel-client run`` clients (client i polls instance i mod N), and a minimal upstream MCP
 server (a raw ASGI JSON-RPC echo, so the upstream is not what is measured). Callers (aiohttp,
 one session each, caller j on instance j mod N) drive ``tools/call`` through the front doors at a
-fixed concurrency. Reports throughput, latency and CPU per 1,000 calls by role, plus the
+fixed concurrency. The service runs with authentication as shipped: the runtime key bound to the
+tunnel and every front-door call carrying the tunnel's caller token (``X-Tunnel-Caller-Token``).
+Reports throughput, latency and CPU per 1,000 calls by role, plus the
 in-memory queue with one instance and one client as the baseline. Prints a table and writes JSON.
 
     .venv/bin/python bench/service_scale_bench.py                    # 3 repetitions
@@ -162,8 +164,9 @@ def start_fleet(procs: Procs, tmp: Path, env: dict[str, str], kind: str, n_servi
     services = []
     for i in range(n_services):
         url_file = tmp / f"svc{i}.json"
-        procs.start("service", [str(BIN), "serve", "--listen", "127.0.0.1:0", "--tunnel-id", TUNNEL_ID,
-                                "--runtime-api-key", "env:CONTROL_PLANE_API_KEY", "--engine-queue-backend", kind,
+        procs.start("service", [str(BIN), "serve", "--listen", "127.0.0.1:0",
+                                "--runtime-api-key", f"{TUNNEL_ID}=env:CONTROL_PLANE_API_KEY",
+                                "--caller-token", f"{TUNNEL_ID}=env:BENCH_CALLER_TOKEN", "--engine-queue-backend", kind,
                                 *(["--engine-redis-url", redis_url] if kind == "redis" else []),
                                 "--url-file", str(url_file), "--log.level", "warn"], env)
         services.append(_wait(lambda f=url_file: json.loads(f.read_text())["control_plane_base_url"],  # type: ignore[misc]
@@ -186,7 +189,8 @@ def start_fleet(procs: Procs, tmp: Path, env: dict[str, str], kind: str, n_servi
 # ---- load ---------------------------------------------------------------------------------------
 
 
-async def drive(front_doors: list[str], concurrency: int, calls: int, warmup: int) -> dict[str, float]:
+async def drive(front_doors: list[str], concurrency: int, calls: int, warmup: int,
+                caller_token: str) -> dict[str, float]:
     import aiohttp
 
     conn = aiohttp.TCPConnector(limit=concurrency + 8, force_close=False)
@@ -194,12 +198,12 @@ async def drive(front_doors: list[str], concurrency: int, calls: int, warmup: in
         sessions: list[tuple[str, dict[str, str]]] = []
         for j in range(concurrency):
             url = front_doors[j % len(front_doors)]
-            async with http.post(url, headers=HEADERS, json={
+            async with http.post(url, headers={**HEADERS, "X-Tunnel-Caller-Token": caller_token}, json={
                     "jsonrpc": "2.0", "id": 0, "method": "initialize",
                     "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                                "clientInfo": {"name": "bench", "version": "1"}}}) as r:
                 r.raise_for_status()
-                h = dict(HEADERS)
+                h = {**HEADERS, "X-Tunnel-Caller-Token": caller_token}
                 if sid := r.headers.get("mcp-session-id"):
                     h["Mcp-Session-Id"] = sid
             sessions.append((url, h))
@@ -233,7 +237,8 @@ async def drive(front_doors: list[str], concurrency: int, calls: int, warmup: in
 def run_once(kind: str, n_services: int, n_clients: int, calls: int, concurrency: int) -> dict[str, float]:
     procs = Procs()
     tmp = Path(tempfile.mkdtemp(prefix="tc-scale-"))
-    env = {**os.environ, "CONTROL_PLANE_API_KEY": secrets.token_urlsafe(24)}
+    env = {**os.environ, "CONTROL_PLANE_API_KEY": secrets.token_urlsafe(24),
+           "BENCH_CALLER_TOKEN": secrets.token_urlsafe(32)}
     try:
         redis_url = start_redis(procs, tmp) if kind == "redis" else ""
         port_file = tmp / "upstream.port"
@@ -244,7 +249,8 @@ def run_once(kind: str, n_services: int, n_clients: int, calls: int, concurrency
         time.sleep(0.5)  # let start-up CPU settle before sampling
         cpu0 = procs.cpu()
         load0 = os.getloadavg()[0]
-        res = asyncio.run(drive(doors, concurrency, calls, warmup=max(200, calls // 10)))
+        res = asyncio.run(drive(doors, concurrency, calls, warmup=max(200, calls // 10),
+                                caller_token=env["BENCH_CALLER_TOKEN"]))
         cpu1 = procs.cpu()
         # Load from outside the bench (other jobs on a shared machine) shows up here: compare runs with care.
         res["loadavg_1m"] = max(load0, os.getloadavg()[0])

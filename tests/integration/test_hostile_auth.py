@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -134,8 +135,6 @@ def test_a_key_of_one_tunnel_never_sees_another_tunnels_callers(serve: Any, tmp_
     kx, ky, cy = secret("rk"), secret("rk"), secret("ct")
     svc = serve("--runtime-api-key", f"{x}=env:KX", "--runtime-api-key", f"{y}=env:KY",
                 "--caller-token", f"{y}=env:CY", "--response-timeout", "3s", env={"KX": kx, "KY": ky, "CY": cy})
-    import threading
-
     caller: dict[str, httpx2.Response] = {}
 
     def call() -> None:
@@ -313,6 +312,8 @@ def test_serve_has_no_well_known_demo_tunnel_and_refuses_bad_credential_flags(tm
         ("serve", "--tunnel-id", new_tunnel_id(), "--runtime-api-key", "env:K", "--caller-token", "env:K"):
             "bind it to a tunnel",
         ("serve", "--tunnel-id", new_tunnel_id(), "--runtime-api-key", "tunnel_bad=env:K"): "not a tunnel id",
+        ("serve", "--tunnel-id", new_tunnel_id(), "--runtime-api-key", "rk_literal_with_padding=="):
+            "not a tunnel id",
         ("serve", "--tunnel-id", new_tunnel_id(), "--runtime-api-key", "env:K", "--front-door-auth", "off"):
             "--front-door-auth",
         ("serve", "--tunnel-id", new_tunnel_id(), "--runtime-api-key", "env:K", "--tls-client-ca-file", "/x"):
@@ -321,7 +322,7 @@ def test_serve_has_no_well_known_demo_tunnel_and_refuses_bad_credential_flags(tm
     for argv, message in cases.items():
         done = run_cli([*argv, "--listen", "127.0.0.1:0"], env)
         assert done.returncode == 1 and message in done.stderr, (argv, done.stderr)
-        assert "rk_literal" not in done.stderr
+        assert "rk_literal" not in done.stderr, "a key given by mistake was echoed"
 
 
 def test_mutual_tls_refuses_a_connection_without_a_client_certificate(serve: Any, tmp_path: Path) -> None:
@@ -393,12 +394,27 @@ def test_creation_revocation_and_deletion_on_one_instance_reach_another_within_a
         _within(lambda: b.door(tunnel, second["token"]).status_code == 401, "B to refuse the revoked token")
         assert b.door(tunnel, token["token"]).status_code == 200  # the other token still works
 
-        # A second runtime key, revoked on A: B refuses it within 1 s.
+        # A second runtime key, revoked on A: B refuses it within 1 s, and a poll it has waiting on B ends.
         spare = a.post(f"/v1/tunnels/{tunnel}/runtime_keys", admin).json()
         _within(lambda: b.get(f"/v1/tunnels/{tunnel}", spare["key"]).status_code == 200, "B to accept the spare")
-        assert a.delete(f"/v1/tunnels/{tunnel}/runtime_keys/{spare['id']}", admin).json()["revoked"] is True
-        _within(lambda: b.get(f"/v1/tunnels/{tunnel}", spare["key"]).status_code == 401,
-                "B to refuse the revoked runtime key")
+        waiting: dict[str, Any] = {}
+
+        def long_poll() -> None:
+            waiting["r"] = b.get(f"/v1/tunnels/{tunnel}/poll?timeout_ms=20000", spare["key"],
+                                 **{"X-Tunnel-Client-Instance-Id": "spare-poller"})
+            waiting["at"] = time.monotonic()
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        try:  # the poll has read the queue once (and marked its client alive): it is waiting now
+            wait_until(lambda: redis_server.client().exists(f"tc:t:{tunnel}:alive:spare-poller"), "the spare's poll")
+            revoked_at = time.monotonic()
+            assert a.delete(f"/v1/tunnels/{tunnel}/runtime_keys/{spare['id']}", admin).json()["revoked"] is True
+            _within(lambda: b.get(f"/v1/tunnels/{tunnel}", spare["key"]).status_code == 401,
+                    "B to refuse the revoked runtime key")
+        finally:
+            poller.join(WAIT)
+        assert waiting["r"].status_code == 204 and waiting["at"] - revoked_at < PROPAGATION + 0.5
 
         # Deleted on A: the tunnel's tools stop working through B within 1 s, and its key is gone too.
         assert a.delete(f"/v1/tunnels/{tunnel}", admin).status_code == 200
@@ -422,3 +438,21 @@ def test_an_instance_started_later_serves_what_the_registry_holds(serve: Any, re
     assert b.get(f"/v1/tunnels/{tunnel}", admin).status_code == 200
     assert b.door(tunnel, secret("ct")).status_code == 401
     assert b.door(tunnel, token).status_code == 504  # let in; no client polls this tunnel
+
+
+def test_dev_tunnel_service_keeps_one_key_for_every_tunnel_unless_bound(tmp_path: Path) -> None:
+    t, u = new_tunnel_id(), new_tunnel_id()
+    key = secret("rk")
+    for spec, on_u in (("env:K", 204), (f"{t}=env:K", 403)):
+        proc = Proc([TUNNEL_CLIENT, "dev", "tunnel-service", "--listen", "127.0.0.1:0", "--tunnel-id", t,
+                     "--tunnel-id", u, "--runtime-api-key", spec], base_env(tmp_path, K=key))
+        try:
+            base = proc.wait_stdout(r"Tunnel service: (\S+)").group(1)
+            with httpx2.Client(timeout=WAIT, trust_env=False, headers={"Authorization": f"Bearer {key}"}) as http:
+                assert http.get(f"{base}/v1/tunnels/{t}/poll?timeout_ms=0").status_code == 204
+                assert http.get(f"{base}/v1/tunnels/{u}/poll?timeout_ms=0").status_code == on_u, spec
+                # Loopback defaults: no caller token needed at the front door.
+                assert http.post(f"{base}/v1/mcp/{t}", content=b"[]").status_code == 400
+        finally:
+            proc.kill()
+        assert key not in proc.output()

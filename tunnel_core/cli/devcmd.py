@@ -48,8 +48,9 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
     s.add_argument("--tunnel-id", action="append", default=[], metavar="ID", help="tunnel to serve (repeatable)")
-    s.add_argument("--runtime-api-key", default="env:CONTROL_PLANE_API_KEY", metavar="REF",
-                   help="runtime key clients must present, env:NAME or file:/path")
+    s.add_argument("--runtime-api-key", default="env:CONTROL_PLANE_API_KEY", metavar="[TUNNEL_ID=]REF",
+                   help="runtime key clients must present, env:NAME or file:/path; valid for every tunnel served, "
+                   "or with TUNNEL_ID=REF for that tunnel only (admin-minted keys are per tunnel either way)")
     s.add_argument("--admin-api-key", action="append", default=[], metavar="[ORG=]REF",
                    help="admin key for the tunnel CRUD API, env:NAME or file:/path (repeatable); ORG=REF limits "
                    "the key to tunnels of organization ORG")
@@ -151,10 +152,11 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
     from tunnel_core.netserve import bind, serve
     from tunnel_core.ops.samples import check_tunnel_id
 
-    if not args.runtime_api_key.startswith(("env:", "file:")):
-        raise ConfigError("--runtime-api-key: give a reference (env:NAME or file:/path), not the key itself")
-    key = resolve_api_key(args.runtime_api_key, setting="--runtime-api-key", env=io.env)
-    tunnels = [check_tunnel_id(t) for t in args.tunnel_id] or [DEFAULT_TUNNEL_ID]
+    bound_to, ref = servecmd.split_binding(args.runtime_api_key, "--runtime-api-key")
+    key = resolve_api_key(ref, setting="--runtime-api-key", env=io.env)
+    tunnels = [check_tunnel_id(t) for t in args.tunnel_id] or ([] if bound_to else [DEFAULT_TUNNEL_ID])
+    if bound_to and bound_to not in tunnels:
+        tunnels.append(bound_to)
     broker = Broker(servecmd.engine_backend(args, io.env))
     for t in tunnels:
         broker.add_tunnel(t)
@@ -169,7 +171,9 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
         if admin_key == key:
             raise ConfigError(f"--admin-api-key {ref}: admin keys must differ from the runtime key")
         admin_keys[admin_key] = org
-    config = ServiceConfig(runtime_keys={key}, response_timeout=_duration(args.response_timeout, "--response-timeout"),
+    # One key for every tunnel (a loopback tool), unless bound: TUNNEL_ID=REF, as on serve.
+    config = ServiceConfig(runtime_keys=set() if bound_to else {key},
+                           bound_runtime_keys=[(bound_to, key)] if bound_to else [], response_timeout=_duration(args.response_timeout, "--response-timeout"),
                            test_controls=TestControls() if args.test_controls else None, admin_keys=admin_keys,
                            data_dir=args.data_dir, rewrite_www_authenticate=not args.oauth_passthrough)
     setup_logging(level=args.log_level, fmt="struct-text")

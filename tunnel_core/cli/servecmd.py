@@ -112,17 +112,23 @@ def parse_size(value: str, flag: str) -> int:
     return n * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
 
 
-def _bound(spec: str, flag: str) -> tuple[str | None, str]:
-    """``TUNNEL_ID=REF`` -> (tunnel id, ref); a bare ``REF`` -> (None, ref). Checks the id and that REF is a reference."""
+def split_binding(spec: str, flag: str) -> tuple[str | None, str]:
+    """``TUNNEL_ID=REF`` -> (tunnel id, ref); a bare ``REF`` -> (None, ref). Checks the id and that REF is a reference.
+
+    Errors never echo the value: a literal key given by mistake may contain '='.
+    """
     from tunnel_core.config.refs import is_reference
     from tunnel_core.errors import ConfigError
-    from tunnel_core.ops.samples import check_tunnel_id
+    from tunnel_core.wire.models import TUNNEL_ID_RE
 
     spec = spec.strip()
     tunnel_id: str | None = None
     if not is_reference(spec) and "=" in spec:
-        head, spec = spec.split("=", 1)
-        tunnel_id = check_tunnel_id(head, f"{flag} {head}=...")
+        head, rest = spec.split("=", 1)
+        if not TUNNEL_ID_RE.match(head):
+            raise ConfigError(f"{flag}: the part before '=' is not a tunnel id (tunnel_ followed by 32 lowercase "
+                              "letters or digits); use TUNNEL_ID=env:NAME or TUNNEL_ID=file:/path")
+        tunnel_id, spec = head, rest
     if not is_reference(spec):
         raise ConfigError(f"{flag}: give a reference (env:NAME or file:/path), not the key itself")
     return tunnel_id, spec
@@ -160,7 +166,7 @@ def _credentials(args: argparse.Namespace, env: Mapping[str, str], tunnel_ids: l
     bound: list[tuple[str, str]] = []
     runtime_specs = args.runtime_api_key or (["env:CONTROL_PLANE_API_KEY"] if tunnel_ids else [])
     for spec in runtime_specs:
-        tunnel_id, ref = _bound(spec, "--runtime-api-key")
+        tunnel_id, ref = split_binding(spec, "--runtime-api-key")
         key = resolve_api_key(ref, setting="--runtime-api-key", env=env)
         if tunnel_id is None:
             unbound.add(key)
@@ -168,7 +174,7 @@ def _credentials(args: argparse.Namespace, env: Mapping[str, str], tunnel_ids: l
             bound.append((tunnel_id, key))
     callers: list[tuple[str, str]] = []
     for spec in args.caller_token:
-        tunnel_id, ref = _bound(spec, "--caller-token")
+        tunnel_id, ref = split_binding(spec, "--caller-token")
         if tunnel_id is None:
             raise ConfigError(f"--caller-token {ref}: bind it to a tunnel, TUNNEL_ID={ref}")
         callers.append((tunnel_id, resolve_api_key(ref, setting="--caller-token", env=env)))

@@ -118,6 +118,7 @@ def build_gate(broker: Broker, config: ServiceConfig) -> Gate:
         for gone in known - set(registry.tunnels) - static:
             broker.remove_tunnel(gone)
         known = set(registry.tunnels)
+        broker.wake_all()  # waiting polls re-check their key: a revoked one ends its poll at once
 
     registry.on_change(follow)
     follow()
@@ -173,6 +174,7 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         channels = set(request.query_params.getlist("channel")) or None
         timeout = min(max(timeout_ms, 0) / 1000, config.max_poll_timeout)
         commands: list[dict[str, Any]] = []
+        key = bearer(request)
         poller = poller_from_headers(request.headers.get("x-tunnel-client-instance-id"),
                                      request.headers.get("x-tunnel-mcp-server-info"))
         failed: DeliveryError | None = None
@@ -181,7 +183,8 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
             async def take() -> None:
                 nonlocal commands, failed
                 try:
-                    commands = await broker.poll(tunnel_id, limit, timeout, channels, poller=poller)
+                    commands = await broker.poll(tunnel_id, limit, timeout, channels, poller=poller,
+                                                 allowed=lambda: gate.runtime(key, tunnel_id) == "ok")
                 except DeliveryError as exc:  # the queue backend is unavailable
                     failed = exc
                 tg.cancel_scope.cancel()

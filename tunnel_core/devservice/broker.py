@@ -18,7 +18,7 @@ import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -128,22 +128,30 @@ class Broker:
 
     async def poll(
         self, tunnel_id: str, limit: int, timeout: float, channels: set[str] | None, *,
-        poller: Poller | None = None,
+        poller: Poller | None = None, allowed: Callable[[], bool] = lambda: True,
     ) -> list[dict[str, Any]]:
-        """Up to ``limit`` commands, waiting at most ``timeout`` seconds for the first; [] when none came."""
+        """Up to ``limit`` commands, waiting at most ``timeout`` seconds for the first; [] when none came.
+
+        A waiting poll ends empty as soon as its tunnel is no longer served or ``allowed()`` turns
+        false (its key was revoked): ``wake_all`` after such a change.
+        """
         q = self.tunnels[tunnel_id]
         who = poller or Poller()
         q.last_poll = time.time()
         end = time.monotonic() + timeout
         out: list[dict[str, Any]] = []
-        if not self.closing:
+
+        def stop() -> bool:
+            return self.closing or self.tunnels.get(tunnel_id) is not q or not allowed()
+
+        if not stop():
             arrived = q.arrived  # taken before reading, so a wake-up during the read is not missed
             out = await self.backend.take(q, limit, channels, who, timeout)
             with anyio.move_on_after(timeout):
                 while not out and not self.closing:
                     with anyio.move_on_after(self.backend.recheck):
                         await arrived.wait()
-                    if self.closing:
+                    if stop():
                         break
                     arrived = q.arrived
                     out = await self.backend.take(q, limit, channels, who, max(0.0, end - time.monotonic()))
@@ -186,6 +194,10 @@ class Broker:
             p.done = True
             p.send.close()
         return True
+
+    def wake_all(self) -> None:
+        """Wake every waiting poll, so each re-checks that its tunnel and key are still valid."""
+        self._wake("*")
 
     def _wake(self, tunnel_id: str) -> None:
         """Wake the pollers of one tunnel ("*": of every tunnel)."""

@@ -75,11 +75,14 @@ class Registry:
         return self._by_tunnel.get((kind, tunnel_id), {})
 
     def _replace(self, tunnels: dict[str, TunnelRecord], credentials: list[CredentialRecord]) -> None:
+        by_digest = {c.digest: c for c in credentials}
+        if tunnels == self.tunnels and by_digest == self._by_digest:
+            return  # a resync that found nothing new: nobody needs waking
         by_tunnel: dict[tuple[str, str], dict[str, CredentialRecord]] = {}
         for c in credentials:
             by_tunnel.setdefault((c.kind, c.tunnel_id), {})[c.digest] = c
         self.tunnels = tunnels
-        self._by_digest = {c.digest: c for c in credentials}
+        self._by_digest = by_digest
         self._by_tunnel = by_tunnel
         for listener in self._listeners:
             listener()
