@@ -36,8 +36,9 @@ class ProxyDescription(BaseModel):
     """What ``--print-json`` / ``--url-file`` describe (reference field names)."""
 
     tunnel_id: str
-    mcp_url: str
+    mcp_url: str  # "" when the front door is a Unix socket (--listen-unix-socket)
     mcp_transport: str = "tcp"
+    mcp_unix_socket: str = ""
     mcp_url_path: str
     control_plane_base_url: str
     control_plane_transport: str = "tcp"
@@ -57,6 +58,11 @@ class ProxyOptions:
     log_level: str = "info"
     extra_flags: dict[str, object] = field(default_factory=dict)
     backend: QueueBackend | None = None  # queue engine (--engine-queue-backend); None = inmem
+    listen_unix_socket: str = ""  # front door on this socket instead of --listen (the client still uses TCP)
+    profile: str = ""  # the client's configuration (MCP bindings, ...) from a profile or profile file
+    profile_file: str = ""
+    profile_dir: str = ""
+    client_last_seen_timeout: float = 20.0
 
 
 async def run_dev_proxy(
@@ -73,12 +79,23 @@ async def run_dev_proxy(
     broker.add_tunnel(opts.tunnel_id, "dev proxy tunnel", "Local tunnel served by tunnel-client dev proxy")
     service_app = build_service_app(broker, ServiceConfig(runtime_keys={runtime_key},
                                                          response_timeout=opts.response_timeout,
-                                                         rewrite_www_authenticate=True))
-    service_sock = bind(opts.listen, what="--listen")
+                                                         rewrite_www_authenticate=True,
+                                                         client_last_seen_timeout=opts.client_last_seen_timeout))
+    # With --listen-unix-socket the front door is that socket; the client polls a loopback port.
+    service_sock = bind("127.0.0.1:0" if opts.listen_unix_socket else opts.listen, what="--listen")
     service_url = _url_of(service_sock)
+    door_sock = None
+    if opts.listen_unix_socket:
+        from pathlib import Path
+
+        from tunnel_core.netserve import bind_unix
+
+        Path(opts.listen_unix_socket).parent.mkdir(parents=True, exist_ok=True)
+        door_sock = bind_unix(opts.listen_unix_socket, what="--listen-unix-socket")
     urls = list(opts.mcp_server_urls)
     stub_sock = None
-    if not urls and not opts.mcp_commands:
+    with_profile = bool(opts.profile or opts.profile_file)
+    if not urls and not opts.mcp_commands and not with_profile:
         stub_sock = bind("127.0.0.1:0")
         urls = [f"{_url_of(stub_sock)}/mcp"]
     flags: dict[str, object] = {
@@ -88,6 +105,8 @@ async def run_dev_proxy(
         "cfg__mcp__commands": opts.mcp_commands or None,
         "cfg__health__listen_addr": opts.health_listen_addr,
         "cfg__log__level": opts.log_level,
+        "profile": opts.profile or None, "profile_file": opts.profile_file or None,
+        "profile_dir": opts.profile_dir or None,
         **opts.extra_flags,
     }
     # Settings are complete before anything starts, so a bad value is one plain error line, and the
@@ -96,6 +115,7 @@ async def run_dev_proxy(
     settings = load_settings(flags, {**own_env, "CONTROL_PLANE_API_KEY": runtime_key})
     async with broker.running(), anyio.create_task_group() as tg:
         service = serve(service_app, service_sock, tg)
+        door = serve(service_app, door_sock, tg) if door_sock is not None else None
         stub = None
         if stub_sock is not None:
             from tunnel_core.mcpstub import build_stub_app
@@ -114,15 +134,22 @@ async def run_dev_proxy(
             assert handle.state is not None
             with anyio.move_on_after(opts.readiness_timeout):
                 await handle.state.wait_settled()
+                # and the client is polling, so the first call through the URL is not refused as unseen
+                await broker.tunnels[opts.tunnel_id].first_poll.wait()
             ready, reason = handle.state.readiness()
+            if ready and not broker.tunnels[opts.tunnel_id].first_poll.is_set():
+                ready, reason = False, f"the tunnel-client did not poll within {opts.readiness_timeout:g}s"
             if not ready:
                 # A URL that cannot work is worse than no URL: say why and stop.
                 raise NotReady(f"the tunnel is not ready: {reason}; fix the MCP target "
                                "(or give a slow server more time with --readiness-timeout)")
+            path = f"/v1/mcp/{opts.tunnel_id}"
             on_ready(ProxyDescription(
                 tunnel_id=opts.tunnel_id,
-                mcp_url=f"{service.url}/v1/mcp/{opts.tunnel_id}",
-                mcp_url_path=f"/v1/mcp/{opts.tunnel_id}",
+                mcp_url="" if door is not None else f"{service.url}{path}",
+                mcp_transport="unix" if door is not None else "tcp",
+                mcp_unix_socket=opts.listen_unix_socket,
+                mcp_url_path=path,
                 control_plane_base_url=service.url,
                 health_url=handle.health_url,
             ))
@@ -134,12 +161,23 @@ async def run_dev_proxy(
             announce_scope.cancel()
             broker.close()
             service.stop()
+            if door is not None:
+                door.stop()
+                _remove_socket(opts.listen_unix_socket)
             if stub:
                 stub.stop()
 
 
 _CLIENT_ENV_PREFIXES = ("CONTROL_PLANE_", "MCP_", "HEALTH_", "LOG_", "TUNNEL_CLIENT_", "OPENAI_API_KEY", "PID_FILE",
                         "HARPOON_", "CA_BUNDLE", "ADMIN_UI_", "ALLOW_REMOTE_UI")
+
+
+def _remove_socket(path: str) -> None:
+    from pathlib import Path
+
+    from tunnel_core.fileutil import remove_quietly
+
+    remove_quietly(Path(path))
 
 
 def _url_of(sock: Any) -> str:

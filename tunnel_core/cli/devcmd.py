@@ -20,12 +20,20 @@ def register(sub: Any) -> None:
         description="Run the local tunnel service, a tunnel client and (with no MCP target given) the demo MCP "
         "server in one process, then print the MCP URL that any MCP client can use.",
     )
-    p.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="tunnel service address")
+    p.add_argument("--listen", default=None, metavar="HOST:PORT", help="tunnel service address (default 127.0.0.1:0)")
+    p.add_argument("--listen-unix-socket", default="", metavar="PATH",
+                   help="serve the MCP front door on this Unix socket instead (the embedded client still polls "
+                   "a loopback port); not with --listen")
     p.add_argument("--tunnel-id", default="tunnel_" + "2" * 32, metavar="ID")
     p.add_argument("--mcp-server-url", action="append", default=[], metavar="URL",
                    help="HTTP MCP target (repeatable; channel=NAME,url=URL)")
     p.add_argument("--mcp-command", action="append", default=[], metavar="CMD",
                    help="stdio MCP target (repeatable; channel=NAME,command=CMD)")
+    p.add_argument("--profile", default="", metavar="NAME",
+                   help="take the client's configuration (MCP targets, headers, ...) from this profile; the "
+                   "control plane, tunnel id and key are the proxy's own")
+    p.add_argument("--profile-file", default="", metavar="PATH", help="as --profile, from a <name>.yaml file")
+    p.add_argument("--profile-dir", default="", metavar="DIR", help="where --profile looks (TUNNEL_CLIENT_PROFILE_DIR)")
     p.add_argument("--health-listen-addr", default="127.0.0.1:0", metavar="HOST:PORT",
                    help="operator listener of the embedded client (default ephemeral)")
     p.add_argument("--health-url-file", default="", metavar="PATH", help="write the operator listener URL here")
@@ -36,7 +44,13 @@ def register(sub: Any) -> None:
     p.add_argument("--readiness-timeout", default="10s", metavar="DURATION",
                    help="how long to wait for readiness; if the tunnel is not ready by then, exit 1 with the "
                    "reason instead of printing a URL that cannot work")
+    p.add_argument("--client-last-seen-timeout", default="20s", metavar="DURATION",
+                   help="a call for a tunnel whose client has not polled for this long is refused at once (503 "
+                   "tunnel_client_not_seen) instead of waiting --response-timeout")
     p.add_argument("--duration", default="", metavar="DURATION", help="stop after this long (default: until signal)")
+    p.add_argument("--backend", default="auto", metavar="NAME",
+                   help="local proxy backend: auto or python (this build's only one; the reference also has go "
+                   "and rust)")
     p.add_argument("--log.level", dest="log_level", default="warn", metavar="LEVEL")
     servecmd.add_engine_flags(p)
     p.set_defaults(handler=cmd_proxy)
@@ -85,12 +99,26 @@ def cmd_proxy(args: argparse.Namespace, io: IO) -> int:
 
     from tunnel_core.cli.lifecycle import run_async
     from tunnel_core.devproxy import ProxyDescription, ProxyOptions, run_dev_proxy
+    from tunnel_core.errors import ConfigError
     from tunnel_core.fileutil import atomic_write
     from tunnel_core.logs import setup_logging
     from tunnel_core.ops.samples import check_tunnel_id
 
+    if args.listen is not None and args.listen_unix_socket:
+        raise ConfigError("--listen and --listen-unix-socket are mutually exclusive; give one")
+    if args.backend not in ("auto", "python"):
+        raise ConfigError(f"--backend {args.backend}: unavailable in this build, which has one backend, python "
+                          "(in-process; --engine-queue-backend inmem or redis); use --backend auto")
+    if args.profile and args.profile_file:
+        raise ConfigError("--profile and --profile-file are mutually exclusive; give one")
+    last_seen = _duration(args.client_last_seen_timeout, "--client-last-seen-timeout")
+    if last_seen <= 0:
+        raise ConfigError(f"--client-last-seen-timeout: must be greater than 0, got {args.client_last_seen_timeout!r}")
     opts = ProxyOptions(
-        listen=args.listen,
+        listen=args.listen or "127.0.0.1:0",
+        listen_unix_socket=args.listen_unix_socket,
+        profile=args.profile, profile_file=args.profile_file, profile_dir=args.profile_dir,
+        client_last_seen_timeout=last_seen,
         tunnel_id=check_tunnel_id(args.tunnel_id),
         mcp_server_urls=args.mcp_server_url,
         mcp_commands=args.mcp_command,
@@ -113,7 +141,11 @@ def cmd_proxy(args: argparse.Namespace, io: IO) -> int:
         if args.print_json:
             io.out(desc.model_dump_json())
             return
-        io.out(f"MCP URL: {desc.mcp_url}")
+        if desc.mcp_transport == "unix":
+            io.out(f"MCP Unix socket: {desc.mcp_unix_socket}")
+            io.out(f"MCP URL path: {desc.mcp_url_path}")
+        else:
+            io.out(f"MCP URL: {desc.mcp_url}")
         io.out(f"Health URL: {desc.health_url}")
         io.out(f"UI URL: {desc.health_url}/ui")
         io.out("Try: tools/list, then tools/call echo {\"input\": \"hello\"} with any MCP client. Ctrl-C stops.")

@@ -61,6 +61,10 @@ class ServiceConfig:
     # Point resource_metadata of relayed WWW-Authenticate headers at this service's PRMD route, as
     # the hosted service does (dev tunnel-service and dev proxy turn it on); off = exact pass-through.
     rewrite_www_authenticate: bool = True  # resource_metadata in a relayed 401 points at the tunnel
+    # dev proxy --client-last-seen-timeout: a front-door call for a tunnel no client polled within this
+    # many seconds (and none is polling now) is refused at once with 503 tunnel_client_not_seen,
+    # instead of waiting out the response timeout; None = always wait (tunnel-service, serve).
+    client_last_seen_timeout: float | None = None
 
 
 def api_error(status: int, message: str, code: str | None, typ: str = "invalid_request_error",
@@ -249,6 +253,12 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
             return err
         if request.method == "GET":
             return Response(status_code=405, headers={"Allow": "POST, DELETE"})
+        window = config.client_last_seen_timeout
+        q = broker.tunnels.get(tunnel_id)
+        if window is not None and q is not None and not q.seen_within(window, time.time()):
+            return api_error(503, f"no tunnel-client has polled tunnel {tunnel_id} in the last "
+                             f"{format_seconds(window)} (--client-last-seen-timeout); check that it runs and "
+                             "reaches this service", "tunnel_client_not_seen")
         headers = _inbound_headers(request.headers.items())
         if request.method == "DELETE":
             if "mcp-session-id" not in {k.lower() for k in headers}:
@@ -379,7 +389,9 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         now = time.time()
         return JSONResponse({"status": "ok", "tunnels": [
             {"tunnel_id": q.tunnel_id, "last_poll": _iso(q.last_poll) if q.last_poll else None,
-             "seconds_since_last_poll": round(now - q.last_poll, 3) if q.last_poll else None}
+             "seconds_since_last_poll": round(now - q.last_poll, 3) if q.last_poll else None,
+             **({"connected": q.seen_within(config.client_last_seen_timeout, now)}
+                if config.client_last_seen_timeout is not None else {})}
             for q in broker.tunnels.values()]})
 
     app = Starlette(

@@ -144,17 +144,22 @@ class Broker:
         def stop() -> bool:
             return self.closing or self.tunnels.get(tunnel_id) is not q or not allowed()
 
-        if not stop():
-            arrived = q.arrived  # taken before reading, so a wake-up during the read is not missed
-            out = await self.backend.take(q, limit, channels, who, timeout)
-            with anyio.move_on_after(timeout):
-                while not out and not self.closing:
-                    with anyio.move_on_after(self.backend.recheck):
-                        await arrived.wait()
-                    if stop():
-                        break
-                    arrived = q.arrived
-                    out = await self.backend.take(q, limit, channels, who, max(0.0, end - time.monotonic()))
+        q.polling += 1
+        q.first_poll.set()
+        try:
+            if not stop():
+                arrived = q.arrived  # taken before reading, so a wake-up during the read is not missed
+                out = await self.backend.take(q, limit, channels, who, timeout)
+                with anyio.move_on_after(timeout):
+                    while not out and not self.closing:
+                        with anyio.move_on_after(self.backend.recheck):
+                            await arrived.wait()
+                        if stop():
+                            break
+                        arrived = q.arrived
+                        out = await self.backend.take(q, limit, channels, who, max(0.0, end - time.monotonic()))
+        finally:
+            q.polling -= 1
         q.last_poll = time.time()
         self.stats["commands_polled"] += len(out)
         return out

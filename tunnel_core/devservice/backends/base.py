@@ -91,6 +91,12 @@ class TunnelQueue:
     pending: dict[str, Pending] = field(default_factory=dict)  # callers held by this instance
     arrived: anyio.Event = field(default_factory=anyio.Event)
     last_poll: float = 0.0
+    polling: int = 0  # polls of this instance waiting right now
+    first_poll: anyio.Event = field(default_factory=anyio.Event)  # set by the first poll this instance serves
+
+    def seen_within(self, window: float, now: float) -> bool:
+        """A client is polling now, or finished a poll less than ``window`` seconds ago."""
+        return self.polling > 0 or (self.last_poll > 0 and now - self.last_poll <= window)
 
     def notify(self) -> None:
         self.arrived.set()
