@@ -89,7 +89,7 @@ def test_bash_completes_commands_flags_choices_and_files(tmp_path: Path) -> None
     assert {"run", "dev", "doctor", "completion", "runtimes"} <= set(bash_complete(tmp_path, script, "tunnel-client "))
     assert bash_complete(tmp_path, script, "tunnel-client d") == ["dev", "doctor"]
     assert bash_complete(tmp_path, script, "tunnel-client dev ") == ["proxy", "tunnel-service", "mcp-stub"]
-    assert bash_complete(tmp_path, script, "tunnel-client dev proxy --li") == ["--listen"]
+    assert bash_complete(tmp_path, script, "tunnel-client dev proxy --li") == ["--listen", "--listen-unix-socket"]
     assert bash_complete(tmp_path, script, "tunnel-client serve --engine-queue-backend ") == ["inmem", "redis"]
     # a flag's value is skipped while walking: "debug" is not taken for a command
     assert bash_complete(tmp_path, script, "tunnel-client run --log.level debug --mcp.ser") == ["--mcp.server-url"]
@@ -126,7 +126,7 @@ def test_zsh_script_registers_with_compinit_and_completes(tmp_path: Path) -> Non
     assert zsh_complete(tmp_path, script, "tunnel-client serve --engine-queue-backend ") == ["inmem", "redis"]
     assert zsh_complete(tmp_path, script, "tunnel-client run --health.url-file ") == ["<files>"]
     flags = zsh_complete(tmp_path, script, "tunnel-client dev proxy --")
-    assert "--listen:tunnel service address" in flags and "--readiness-timeout" in " ".join(flags)
+    assert "--listen:tunnel service address (default 127.0.0.1:0)" in flags and "--readiness-timeout" in " ".join(flags)
     bare = _script(tmp_path, "zsh", "--no-descriptions")
     assert zsh_complete(tmp_path, bare, "tunnel-client completion ") == ["bash", "zsh", "fish"]
 
