@@ -38,6 +38,10 @@ class FaultyService(TunnelService):
               drop: bool = False) -> None:
         self.loop.call(self.controls.faults.append, Fault(route, count, status, retry_after, drop))
 
+    def clear_faults(self) -> None:
+        """Drop fault knobs not yet consumed (a backlog would keep a backing-off client unready)."""
+        self.loop.call(self.controls.faults.clear)
+
     def records(self, tunnel_id: str, route: str | None = None) -> list[dict[str, Any]]:
         def pick() -> list[dict[str, Any]]:
             return [r for r in self.controls.records
