@@ -23,6 +23,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import errno
 import ipaddress
 import re
 import socket
@@ -39,6 +40,10 @@ from tunnel_core.httpconn import (
     DNSError,
     HTTPError,
     InvalidURL,
+    PayloadError,
+    ProtocolError,
+    ReadTimeout,
+    ServerDisconnected,
     TLSError,
 )
 
@@ -47,6 +52,77 @@ NetworkErrors: tuple[type[BaseException], ...] = (HTTPError, asyncio.TimeoutErro
 NetworkOrDecodeErrors: tuple[type[BaseException], ...] = (*NetworkErrors, ValueError)
 # Failures where the request can not have been written yet (safe to retry anything).
 PreSendErrors: tuple[type[BaseException], ...] = (ConnectError,)
+
+
+_ERRNO_WORDS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ETIMEDOUT: "timed out",
+    errno.ECONNRESET: "connection reset",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EPIPE: "connection closed",
+    errno.ENOENT: "no such socket file",
+    errno.EACCES: "permission denied",
+}
+_ERRNO_IN_TEXT = re.compile(r"\[Errno (-?\d+)\]")
+
+
+def display_url(url: str) -> str:
+    """``url`` as shown in messages: no query string, no userinfo."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=netloc, query="", fragment="").geturl()
+
+
+def _os_words(err: BaseException | None) -> str:
+    if err is None:
+        return "failed"
+    code = getattr(err, "errno", None)
+    if code is None:  # several addresses tried: "Multiple exceptions: [Errno 111] ..., [Errno 99] ..."
+        found = _ERRNO_IN_TEXT.search(str(err))
+        code = int(found.group(1)) if found else None
+    if code in _ERRNO_WORDS:
+        return _ERRNO_WORDS[code]
+    text = getattr(err, "strerror", None) or re.sub(r"^\[Errno -?\d+\]\s*", "", str(err)) or type(err).__name__
+    return text[:1].lower() + text[1:]
+
+
+def describe_network_error(exc: BaseException, url: str, *, timeout: float | None = None) -> str:
+    """What was tried and what happened, in words: ``cannot connect to URL: connection refused``.
+
+    For readiness texts and log lines; never carries credentials (no userinfo, no query).
+    """
+    where = display_url(url)
+    cause = getattr(exc, "os_error", None) or exc.__cause__
+    if isinstance(exc, DNSError):
+        return f"cannot resolve the host of {where}: {_os_words(cause)}"
+    if isinstance(exc, TLSError):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate of {where} not accepted: {cause.verify_message or cause.reason}"
+        reason = getattr(cause, "reason", None) or _os_words(cause)
+        return f"TLS handshake with {where} failed: {str(reason).replace('_', ' ').lower()}"
+    if isinstance(exc, ConnectTimeout):
+        return f"cannot connect to {where}: timed out"
+    if isinstance(exc, ConnectError):
+        if cause is None:  # refused by a proxy, or the pool is closed: the message says which
+            return f"cannot connect to {where}: {exc}"
+        return f"cannot connect to {where}: {_os_words(cause)}"
+    if isinstance(exc, (ReadTimeout, asyncio.TimeoutError)):
+        return f"no answer from {where}" + (f" within {timeout:g}s" if timeout else " in time")
+    if isinstance(exc, ServerDisconnected):
+        return f"{where} closed the connection before answering"
+    if isinstance(exc, PayloadError):
+        return f"the answer from {where} was cut off"
+    if isinstance(exc, ProtocolError):
+        return f"{where} answered with something that is not HTTP/1.1: {exc}"
+    if isinstance(exc, InvalidURL):
+        return f"cannot request {where}: {exc}"
+    if isinstance(exc, OSError):
+        return f"cannot connect to {where}: {_os_words(exc)}"
+    if isinstance(exc, ValueError):
+        return f"{where} answered with a body that is not the expected JSON"
+    return f"request to {where} failed ({type(exc).__name__})"
 
 
 def default_ssl_context(ca_bundle: str = "", client_cert: tuple[str, str] | None = None) -> ssl.SSLContext:

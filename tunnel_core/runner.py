@@ -25,7 +25,7 @@ from tunnel_core.config.durations import format_duration
 from tunnel_core.config.settings import Settings
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
 from tunnel_core.fileutil import atomic_write, remove_quietly
-from tunnel_core.httpio import NetworkOrDecodeErrors
+from tunnel_core.httpio import NetworkOrDecodeErrors, describe_network_error
 from tunnel_core.netconfig import (
     TLSContexts,
     control_plane_base_url,
@@ -310,8 +310,9 @@ async def _fetch_metadata(cp: ControlPlaneClient, state: RuntimeState) -> None:
         log.warning("tunnel metadata unavailable",
                     extra={"status_code": exc.status, "error_code": exc.code, "mitigation": exc.mitigation})
     except NetworkOrDecodeErrors as exc:
-        state.metadata_error = type(exc).__name__
-        log.warning("tunnel metadata unavailable", extra={"error_type": type(exc).__name__})
+        state.metadata_error = describe_network_error(exc, cp.url())
+        log.warning("tunnel metadata unavailable",
+                    extra={"error": state.metadata_error, "error_type": type(exc).__name__})
 
 
 PROBE_RETRY_MAX = 15.0

@@ -51,7 +51,8 @@ def test_json_fields(tmp_path: Path, proxy: Proxy) -> None:
     r = cli(["health", "--port", str(port), "--json"], clean_env(tmp_path))
     data = json.loads(r.out)
     assert r.code == 0 and data["result"] == "ok"
-    assert set(data) == {"locator", "process", "base_url", "ui_url", "healthz", "readyz", "control_plane_poll", "result"}
+    reference = {"locator", "process", "base_url", "ui_url", "healthz", "readyz", "control_plane_poll", "result"}
+    assert set(data) == reference | {"hint"} and data["hint"] == ""  # hint: ours, set only on failure
     assert data["locator"] == {"kind": "port", "url": "", "url_file": "", "port": port,
                                "resolved_base_url": f"http://127.0.0.1:{port}", "error": ""}
     assert data["healthz"] == {"url": f"{proxy.base_url}/healthz", "ok": True, "status": 200, "body": "live",

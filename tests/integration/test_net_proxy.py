@@ -98,7 +98,8 @@ async def test_without_the_proxy_the_blocked_routes_fail(
     run = _start(runs, tunnel_service, runtime_key, tmp_path, f"http://127.0.0.1:{cp_port}",
                  "--mcp.server-url", f"http://127.0.0.1:{mcp_port}/mcp")
     failed = run.proc.wait_log("mcp startup probe")
-    assert failed["probe_status"] == "failed" and failed["probe_error"] == "connect: connection_refused"
+    assert failed["probe_status"] == "failed"
+    assert failed["probe_error"] == f"cannot connect to http://127.0.0.1:{mcp_port}/mcp: connection refused"
     ready = run.get("/readyz")
     assert ready.status_code == 503
     assert not [r for r in tunnel_service.runtime_requests(run.tunnel_id) if r.path.endswith("/poll")]

@@ -16,7 +16,7 @@ import pytest
 from tests.support import frontdoor as fd
 from tests.support.mcp_app import Gates, build_mcp_app
 from tests.support.net_helpers import CA_BUNDLE, ClientPKI, make_client_pki, serve_tls
-from tests.support.proc import WAIT
+from tests.support.proc import WAIT, wait_until
 from tests.support.servers import BackgroundLoop, RunningServer
 from tests.support.targets import MCPTarget
 from tests.support.tunnel import ClientRun, StartClient, TunnelService, start_client
@@ -70,7 +70,13 @@ async def test_private_ca_target_fails_without_the_bundle(
 ) -> None:
     run = start_relay("--mcp.server-url", tls_target)
     # OAuth discovery fails the same way; readiness names the cause, the probe.
-    run.wait_readyz(status=503, text="mcp probe failed: tls: tls")
+    prefix = f"mcp probe failed: TLS certificate of {tls_target} not accepted: "
+
+    def names_the_certificate() -> bool:
+        r = run.get("/readyz")
+        return r.status_code == 503 and r.text.startswith(prefix) and "certificate" in r.text[len(prefix):]
+
+    wait_until(names_the_certificate, "/readyz to say the target's certificate was not accepted")
     failed = run.proc.wait_log("OAuth discovery failed")
     assert failed["error"].endswith(": tls error (tls)")
     status, msg = await _echo(tunnel_service, run, "x")

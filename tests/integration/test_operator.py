@@ -43,8 +43,9 @@ def test_readyz_is_ready_once_target_probed_and_control_plane_reached(relay: Cli
     assert (resp.status_code, resp.text) == (200, "ready")
 
 
-def test_readyz_is_503_with_reason_when_the_mcp_target_is_down(dead_relay: ClientRun) -> None:
-    resp = dead_relay.wait_readyz(status=503, text="mcp probe failed: connect: connection_refused")
+def test_readyz_is_503_with_reason_when_the_mcp_target_is_down(dead_relay: ClientRun, dead_port: int) -> None:
+    resp = dead_relay.wait_readyz(
+        status=503, text=f"mcp probe failed: cannot connect to http://127.0.0.1:{dead_port}/mcp: connection refused")
     assert resp.headers["content-type"].startswith("text/plain")
     assert dead_relay.get("/healthz").status_code == 200  # alive, just not ready
 

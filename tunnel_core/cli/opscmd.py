@@ -314,5 +314,7 @@ def render_health(io: IO, r: HealthReport) -> None:
         if p.error:
             parts.append(p.error)
         io.out(f"Process: {' | '.join(parts)}")
+    if r.hint:
+        io.out(f"Cause: {r.hint}")
     io.out(f"Result: {r.result.upper()}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from tunnel_core.cli.console import IO
@@ -41,12 +42,28 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
     try:
         settings = load_settings(flags, io.env, require_target=not args.embedded_mcp_stub)
     except ConfigError as exc:
+        if args.embedded_mcp_stub or not nothing_configured(flags, io.env):
+            raise  # the error names the setting and the fix; a first-use tail would only bury it
         raise ConfigError(f"{exc}; {FIRST_USE}") from None
     if args.embedded_mcp_stub:
         settings = dataclasses.replace(settings, bindings=())
     args.error_prefix = "tunnel-client"
     _start(settings, args, io)
     return 0
+
+
+_SELECTION_ENV = ("TUNNEL_CLIENT_CONFIG", "TUNNEL_CLIENT_PROFILE", "TUNNEL_CLIENT_PROFILE_FILE", "OPENAI_API_KEY")
+
+
+def nothing_configured(flags: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+    """True when no runtime flag, config file, profile or tunnel-client variable was given at all."""
+    from tunnel_core.config.specs import SPECS
+
+    if any(flags.get(spec.dest) not in (None, "", []) for spec in SPECS):
+        return False
+    if any(flags.get(name) for name in ("config", "profile", "profile_file")):
+        return False
+    return not any(env.get(name) for name in (*(s.env for s in SPECS if s.env), *_SELECTION_ENV))
 
 
 def _start(settings: Any, args: argparse.Namespace, io: IO) -> None:

@@ -155,6 +155,10 @@ class ControlPlaneClient:
             operator.append((name, value))
         self._static = [*operator, *static.items()]
 
+    def url(self, suffix: str = "") -> str:
+        """The runtime URL of this tunnel (``/poll``, ``/response``, or the metadata URL), for messages."""
+        return self._root + suffix
+
     def _headers(self, *extra: tuple[str, str]) -> list[tuple[str, str]]:
         return [*self._static, ("X-Tunnel-MCP-Server-Info", self._server_info()), *extra]
 

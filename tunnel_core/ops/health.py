@@ -7,6 +7,8 @@ The result is ``ok`` only when every requested probe passed.
 
 from __future__ import annotations
 
+import errno
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +63,7 @@ class HealthReport(BaseModel):
     readyz: EndpointProbe
     control_plane_poll: MetricProbe | None = None
     result: Literal["ok", "fail"]
+    hint: str = ""  # the likely cause of a failure and what to do, in one sentence (not in the reference)
 
 
 def normalize_base_url(raw: str) -> str:
@@ -184,10 +187,42 @@ def probe_poll_metric(client: httpx2.Client, base: str) -> MetricProbe:
     return probe
 
 
+def _refused(exc: BaseException) -> bool:
+    cur: BaseException | None = exc
+    for _ in range(8):
+        if cur is None:
+            return False
+        if isinstance(cur, ConnectionRefusedError) or getattr(cur, "errno", None) == errno.ECONNREFUSED:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return "connection refused" in str(exc).lower()
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, httpx2.TimeoutException):
         return f"no answer within {PROBE_TIMEOUT:g}s"
-    return str(exc).strip() or type(exc).__name__
+    if _refused(exc):
+        return "connection refused: nothing is listening there"
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc).strip())
+    return text or type(exc).__name__
+
+
+def _hint(locator: Locator, base: str, healthz: EndpointProbe, readyz: EndpointProbe,
+          process: ProcessProbe | None) -> str:
+    """One sentence on the likely cause of a failed probe."""
+    if locator.error:
+        return locator.error
+    if healthz.error.startswith("connection refused"):
+        down = process is not None and not process.running and not process.error
+        return (f"the daemon is not listening at {base}" + (" (and its process is not running)" if down else "")
+                + "; start it (tunnel-client run ...) or check the address"
+                + (" in the URL file, which may be left over from an earlier run" if locator.kind == "url_file"
+                   else ""))
+    if healthz.error:
+        return f"the daemon at {base} did not answer: {healthz.error}"
+    if healthz.ok and not readyz.ok and readyz.body:
+        return f"the daemon is alive but not ready: {readyz.body.splitlines()[0]}; see tunnel-client help troubleshooting"
+    return ""
 
 
 def inspect_health(
@@ -221,4 +256,5 @@ def inspect_health(
     return HealthReport(
         locator=locator, process=process, base_url=base, ui_url=base + "/ui" if base else "",
         healthz=healthz, readyz=readyz, control_plane_poll=poll, result="ok" if ok else "fail",
+        hint="" if ok else _hint(locator, base, healthz, readyz, process),
     )

@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 
 from tunnel_core import tracing
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
-from tunnel_core.httpio import NetworkOrDecodeErrors
+from tunnel_core.httpio import NetworkOrDecodeErrors, describe_network_error
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.relay.dispatcher import Dispatcher
 from tunnel_core.relay.metrics import RelayMetrics
@@ -108,13 +108,14 @@ class Poller:
                 kind = "timeout" if isinstance(exc, TimeoutError) else "other"
                 self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
                 self._metrics.poll_errors.labels(kind).inc()
-                self._state.poll_failed(f"{type(exc).__name__}")
+                cause = describe_network_error(exc, self._cp.url("/poll"), timeout=self._timeout + self._guardrail)
+                self._state.poll_failed(cause)
                 span.end(type(exc).__name__)
                 self._metrics.poll_retries.labels(kind).inc()
                 delay = backoff.next()
                 log.warning(
                     "poll timed out; backing off" if kind == "timeout" else "poll failed; backing off",
-                    extra={"retry_in_ms": int(delay * 1000), "error_type": type(exc).__name__},
+                    extra={"retry_in_ms": int(delay * 1000), "error": cause, "error_type": type(exc).__name__},
                 )
                 await anyio.sleep(delay)
                 continue

@@ -13,7 +13,7 @@ import logging
 import anyio
 
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
-from tunnel_core.httpio import NetworkErrors, PreSendErrors
+from tunnel_core.httpio import NetworkErrors, PreSendErrors, describe_network_error
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.wire.messages import ResponsePayload
@@ -67,6 +67,7 @@ class Responder:
                     log.error(
                         "response post failed",
                         extra={"request_id": payload.request_id, "error_type": type(exc).__name__,
+                               "error": describe_network_error(exc, self._cp.url("/response")),
                                "resp_type": payload.resp_type, "attempts": attempt},
                     )
                     return None

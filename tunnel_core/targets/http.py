@@ -18,7 +18,7 @@ import anyio
 
 from tunnel_core import __version__, tracing
 from tunnel_core.httpconn import ConnectError
-from tunnel_core.httpio import HTTPPool, NetworkErrors, StreamResponse
+from tunnel_core.httpio import HTTPPool, NetworkErrors, StreamResponse, describe_network_error
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure, classify_exception
 from tunnel_core.targets.headers import StaticHeaders, request_headers, response_headers, with_static
@@ -114,7 +114,7 @@ class HTTPTarget:
             log.warning(
                 "mcp request failed",
                 extra={"channel": self.channel, "source": failure.source, "kind": failure.kind,
-                       "error_type": type(exc).__name__},
+                       "error": describe_network_error(exc, self.url), "error_type": type(exc).__name__},
             )
             return self._failure_reply(failure, rpc_id, is_request)
         except Exception as exc:  # one odd request must never stop the relay
@@ -224,7 +224,7 @@ class HTTPTarget:
             f = classify_exception(exc)
             if f.source == "timeout":
                 return ProbeResult("timeout", f"no answer within {timeout:g}s")
-            return ProbeResult("failed", f"{f.source}: {f.kind}")
+            return ProbeResult("failed", describe_network_error(exc, self.url))
         except Exception as exc:  # a probe reports; it never crashes the relay
             return ProbeResult("failed", f"client_internal: {type(exc).__name__}")
         if resp.status == 401:
