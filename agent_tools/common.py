@@ -39,9 +39,9 @@ def trusted_base_url(value: str, env: Env, field: str = "control_plane_base_url"
     if not origin or origin not in allowed:
         raise ToolFailure(
             f"{field} {value!r} is not trusted: keys are only sent to {', '.join(OFFICIAL_BASE_URLS)} or to the "
-            "CONTROL_PLANE_BASE_URL the tool server was started with",
-            f"omit {field} to use the configured control plane, or set CONTROL_PLANE_BASE_URL in Codex's environment "
-            "and start a new Codex session",
+            "CONTROL_PLANE_BASE_URL the tool server was started with", field=field,
+            fix=f"omit {field} to use the configured control plane, or set CONTROL_PLANE_BASE_URL in Codex's "
+                "environment and start a new Codex session",
         )
     return value
 
@@ -58,8 +58,8 @@ def check_tunnel_client_bin(value: str) -> None:
     if os.path.realpath(os.path.expanduser(value)) not in mine:
         raise ToolFailure(
             f"tunnel_client_bin {value!r} is not the tunnel-client this plugin was installed from "
-            f"({entry or sys.executable})",
-            f"omit tunnel_client_bin, or install the plugin from that installation: {value} codex plugin install",
+            f"({entry or sys.executable})", field="tunnel_client_bin",
+            fix=f"omit tunnel_client_bin, or install the plugin from that installation: {value} codex plugin install",
         )
 
 
@@ -70,7 +70,7 @@ FORWARDING_HINT = (
 )
 
 
-def key_next_step(exc: TunnelClientError) -> str:
+def key_fix(exc: TunnelClientError) -> str:
     """The forwarding hint when a key reference names a variable the tool server cannot see, else ""."""
     text = str(exc)
     unset = "environment variable" in text and ("is not set" in text or "is unset" in text)
@@ -82,5 +82,5 @@ def require_reference(ref: str, env: Env, field: str) -> None:
     ok, reason = reference_available(ref, env)
     if ok:
         return
-    step = FORWARDING_HINT if ref.startswith("env:") else "write the key to that file (mode 0600) or pass another reference"
-    raise ToolFailure(f"{field} {ref}: {reason}", step)
+    fix = FORWARDING_HINT if ref.startswith("env:") else "write the key to that file (mode 0600) or pass another reference"
+    raise ToolFailure(f"{field} {ref}: {reason}", fix=fix, field=field)

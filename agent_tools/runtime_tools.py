@@ -1,342 +1,428 @@
-"""Runtime tools: connect, status, list, stop, remove, cleanup, plus the reference plugin's tool names.
+"""Runtime tools under the reference plugin's names: connect, create, status, list, stop, remove.
 
 Every tool calls ``tunnel_core.runtimes.manager`` in-process; the only process started is the
-detached runtime itself. Results are the payloads of ``tunnel-client runtimes ... --json``.
+detached runtime itself. ``connect_stdio_mcp`` connects stdio and HTTP servers alike (one tool
+per job), ``list_runtime_aliases`` also lists and classifies remote tunnels, ``runtime_status``
+also looks a tunnel up by id, ``remove_runtime`` also removes every stale alias. Results are
+compact views of the CLI's payloads (``runtimes ... --json`` has the full ones): the verdict
+first (``state``, ``healthy``, ``ready``, ``reason``), then ids and the MCP URL, then ``next``.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from agent_tools.common import check_tunnel_client_bin, key_next_step, require_reference, trusted_base_url
-from agent_tools.toolkit import Env, Outcome, ToolFailure, ToolInput, ToolSpec
-from tunnel_core import __version__
-from tunnel_core.codex.bundle import BINARY_HINT_FILE, current_entry_point
+from agent_tools.common import check_tunnel_client_bin, key_fix, require_reference, trusted_base_url
+from agent_tools.toolkit import Env, Outcome, ToolFailure, ToolInput, ToolSpec, next_call
 from tunnel_core.errors import TunnelClientError
 from tunnel_core.runtimes import manager
-from tunnel_core.runtimes.models import (
-    CleanupPayload,
-    ConnectPayload,
-    CreatePayload,
-    ListPayload,
-    RemovePayload,
-    StatusPayload,
-    StopPayload,
-)
+from tunnel_core.runtimes.models import ConnectPayload, StatusPayload, StopPayload
 from tunnel_core.runtimes.profile import DEFAULT_RUNTIME_KEY_REF
+from tunnel_core.state.admin_profiles import UnknownAdminProfile
 
-ALIAS = "runtime alias (normalised: lowercase, _ becomes -)"
-BIN = "accepted for compatibility with the reference plugin; must be this installation's tunnel-client if given"
-
-
-class AdminFields(ToolInput):
-    """The admin connection inputs shared by the runtime tools (saved in the admin profile when changed)."""
-
-    reference_fields = ("admin_key", "runtime_api_key")
-
-    admin_profile: str = Field("", description="admin profile to use (default: the alias's, else the active one)")
-    admin_key: str = Field("", description="admin key reference, env:NAME or file:/path (default env:OPENAI_ADMIN_KEY)")
-    control_plane_base_url: str = Field("", description="control-plane base URL; only the official endpoint or the "
-                                                        "configured CONTROL_PLANE_BASE_URL is accepted")
-    control_plane_url_path: str = Field("", description="optional path prefix before /v1")
+TUNNEL_ID_PATTERN = "^tunnel_[a-z0-9]{32}$"
+LOG_EXCERPT_LINES = 3
+MAX_LISTED_NEXT = 5
+STATE_ORDER = ("ready", "healthy", "starting", "failed", "stopped")
 
 
-class ConnectInput(AdminFields):
-    alias: str = Field(description=ALIAS)
-    mcp_command: str = Field("", description="stdio MCP server command line (give this or mcp_server_url)")
-    mcp_server_url: str = Field("", description="Streamable HTTP MCP server URL (give this or mcp_command)")
-    tunnel_id: str = Field("", description="attach to this existing tunnel (no admin key needed)")
-    organization_id: str = Field("", description="find or create the tunnel in this organization")
-    workspace_id: str = Field("", description="find or create the tunnel in this workspace")
-    name: str = Field("", description="remote tunnel name to find or create (default: the alias)")
-    description: str = Field("", description="description of a newly created tunnel")
-    runtime_api_key: str = Field("", description="runtime key reference stored in the profile, env:NAME or "
-                                                 "file:/path (default env:CONTROL_PLANE_API_KEY)")
-    profile: str = Field("", description="profile name to write and run (default: the alias)")
-    profile_dir: str = Field("", description="directory for the generated runtime profile")
-    restart: str = Field("", pattern="^(|no|on-failure)$", description="on-failure: restart a crashed runtime with "
-                                                                        "backoff (default: keep the current policy)")
-    health_timeout_seconds: float = Field(20.0, gt=0, le=90, description="how long to wait for /healthz")
-    tunnel_client_bin: str = Field("", description=BIN)
+class ConnectInput(ToolInput):
+    at_most_one = (("mcp_command", "mcp_server_url"), ("tunnel_id", "organization_id", "workspace_id"))
+    reference_fields = ("runtime_api_key",)
+
+    alias: str
+    mcp_command: str | None = Field(None, description="stdio server command line")
+    mcp_server_url: str | None = Field(None, description="or HTTP server URL")
+    tunnel_id: str | None = Field(None, pattern=TUNNEL_ID_PATTERN)
+    organization_id: str | None = None
+    workspace_id: str | None = None
+    name: str = Field("", description="tunnel name (default alias)")
+    description: str = ""
+    runtime_api_key: str = Field("", description="env:NAME or file:/path (default env:CONTROL_PLANE_API_KEY)")
+    admin_profile: str = ""
+    control_plane_base_url: str = ""
+    restart: Literal["no", "on-failure"] | None = None
+    replace: bool = Field(False, description="restart the alias's running runtime with changed settings")
+    allow_shared_tunnel: bool = Field(False, description="allow a 2nd running alias on this tunnel")
+    tunnel_client_bin: str = ""
 
 
-class ConnectStdioInput(AdminFields):
-    alias: str = Field(description=ALIAS)
-    mcp_command: str = Field(description="stdio MCP server command line")
-    runtime_api_key: str = Field("", description="runtime key reference, env:NAME or file:/path "
-                                                 "(default env:CONTROL_PLANE_API_KEY)")
-    tunnel_id: str = Field("", description="attach to this existing tunnel")
-    organization_id: str = Field("", description="find or create the tunnel in this organization")
-    workspace_id: str = Field("", description="find or create the tunnel in this workspace")
-    name: str = Field("", description="remote tunnel name (default: the alias)")
-    description: str = Field("", description="description of a newly created tunnel")
-    tunnel_client_bin: str = Field("", description=BIN)
+class CreateInput(ToolInput):
+    exactly_one = (("organization_id", "workspace_id"),)
+
+    alias: str
+    organization_id: str | None = None
+    workspace_id: str | None = None
+    name: str = Field("", description="default alias; an existing tunnel of that name is reused")
+    description: str = ""
+    admin_profile: str = ""
+    tunnel_client_bin: str = ""
 
 
-class CreateInput(AdminFields):
-    alias: str = Field(description=ALIAS)
-    organization_id: str = Field("", description="organization of the tunnel (give this or workspace_id)")
-    workspace_id: str = Field("", description="workspace of the tunnel (give this or organization_id)")
-    name: str = Field("", description="remote tunnel name (default: the alias)")
-    description: str = Field("", description="remote tunnel description")
-    tunnel_client_bin: str = Field("", description=BIN)
+class StatusInput(ToolInput):
+    exactly_one = (("alias", "tunnel_id"),)
+
+    alias: str | None = None
+    tunnel_id: str | None = Field(None, pattern=TUNNEL_ID_PATTERN)
+    details: bool = Field(False, description="add paths, probes, log tail")
+    tunnel_client_bin: str = ""
+
+
+class ListInput(ToolInput):
+    at_most_one = (("organization_id", "workspace_id", "tenant_id"),)
+
+    organization_id: str | None = Field(None, description="also list its remote tunnels")
+    workspace_id: str | None = None
+    tenant_id: str | None = None
+    admin_profile: str = ""
+    tunnel_client_bin: str = ""
 
 
 class AliasInput(ToolInput):
-    alias: str = Field(description=ALIAS)
-    tunnel_client_bin: str = Field("", description=BIN)
+    alias: str
+    tunnel_client_bin: str = ""
 
 
 class RemoveInput(ToolInput):
-    alias: str = Field(description=ALIAS)
+    exactly_one = (("alias", "stale"),)
+
+    alias: str | None = None
+    stale: Literal[True] | None = Field(None, description="or every stale_alias")
 
 
-class ListInput(AdminFields):
-    organization_id: str = Field("", description="also list the remote tunnels of this organization")
-    workspace_id: str = Field("", description="also list the remote tunnels of this workspace")
-    tenant_id: str = Field("", description="also list the remote tunnels of this tenant")
-    tunnel_client_bin: str = Field("", description=BIN)
+def _text(value: str | None) -> str:
+    return (value or "").strip()
 
 
-class CleanupInput(ToolInput):
-    apply: bool = Field(False, description="remove the entries classified stale_alias (default: report only)")
+def _admin(profile: str, env: Env, base_url: str = "") -> manager.AdminOptions:
+    return manager.AdminOptions(admin_profile=profile.strip(), base_url=trusted_base_url(base_url, env),
+                                must_exist=True)
 
 
-class SelectInput(ToolInput):
-    tunnel_client_bin: str = Field("", description="a tunnel-client to select; must be this installation")
-    persist_hint: bool = Field(True, description="accepted for compatibility; the installer writes the hint")
-    allow_path_lookup: bool = Field(False, description="accepted for compatibility; PATH is never searched")
+# ---------------------------------------------------------------------------- the runtime view
 
 
-class Selection(BaseModel):
-    """Which tunnel-client the tools drive: always the installation the plugin was installed from."""
-
-    ok: bool
-    tunnel_client_bin: str
-    python: str
-    version: str
-    selection_source: str
-    requested_tunnel_client_bin: str
-    binary_hint_path: str
-    binary_hint: str
-    note: str
-
-
-def _admin(inp: AdminFields, env: Env) -> manager.AdminOptions:
-    return manager.AdminOptions(admin_profile=inp.admin_profile.strip(), admin_key=inp.admin_key.strip(),
-                                base_url=trusted_base_url(inp.control_plane_base_url, env),
-                                url_path=inp.control_plane_url_path.strip())
-
-
-def _ids(value: str) -> tuple[str, ...]:
-    return (value.strip(),) if value.strip() else ()
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
-def _connect(inp: ConnectInput | ConnectStdioInput, env: Env, *, mcp_server_url: str, restart: str,
-             health_timeout: float, profile: str, profile_dir: str) -> Outcome:
-    check_tunnel_client_bin(inp.tunnel_client_bin)
-    if inp.organization_id.strip() and inp.workspace_id.strip():
-        raise ToolFailure("give organization_id or workspace_id, not both",
-                          "call again with one scope, or with tunnel_id to attach an existing tunnel")
-    admin = _admin(inp, env)
-    key_ref = inp.runtime_api_key.strip() or DEFAULT_RUNTIME_KEY_REF
-    require_reference(key_ref, env, "runtime_api_key")
-    opts = manager.ConnectOptions(
-        alias=inp.alias, admin=admin, name=inp.name, description=inp.description,
-        organization_ids=_ids(inp.organization_id), workspace_ids=_ids(inp.workspace_id), tunnel_id=inp.tunnel_id,
-        profile=profile, profile_dir=profile_dir, mcp_server_url=mcp_server_url, mcp_command=inp.mcp_command,
-        runtime_api_key=key_ref, restart=restart, health_timeout=health_timeout,
-    )
-    payload, code = manager.connect(env, opts)
-    head = (f"Runtime {payload.alias} for tunnel {payload.tunnel.id}: "
-            f"{'launched' if payload.launched else 'already running' if payload.already_running else 'not started'}, "
-            f"process_running={_yes(payload.process_running)} healthy={_yes(payload.healthy)} "
-            f"ready={_yes(payload.ready)}.")
-    if code == 0:
-        return Outcome(payload, f"{head} Next: call runtime_status with alias {payload.alias} before reporting "
-                                "success.")
-    diag = payload.launch_diagnostics
-    tail = (diag.log_tail.splitlines()[-1] if diag and diag.log_tail else "")
-    return Outcome(payload, f"{head} NOT healthy: /healthz did not answer (exit code "
-                            f"{diag.exit_code if diag else None}; last log line: {tail or '-'}). Next: read "
-                            f"launch_diagnostics, then doctor with profile {payload.profile_name}.")
+def _next(p: StatusPayload | ConnectPayload, *, after_connect: bool) -> tuple[list[dict[str, Any]], str]:
+    """(``next`` tool calls, a ``fix`` for what no tool can do) for a runtime in state ``p.state``."""
+    alias = p.alias
+    status = next_call("runtime_status", "check again", alias=alias)
+    if p.state in ("ready", "healthy"):
+        if after_connect:
+            return [next_call("runtime_status", "confirm before reporting success", alias=alias)], ""
+        return ([status] if p.state == "healthy" else []), ""
+    if p.state == "starting":
+        return [status], ""
+    if p.state == "stopped":
+        return [next_call("connect_stdio_mcp", "start it again with its recorded tunnel and target", alias=alias)], ""
+    if p.cause == "tunnel_not_found":
+        calls = [next_call("stop_runtime", "it cannot serve a tunnel that does not exist", alias=alias)] \
+            if p.process_running else []
+        calls.append(next_call("list_runtime_aliases", "find a tunnel that exists (add organization_id to list the "
+                               "remote ones), then connect_stdio_mcp with that tunnel_id and replace: true"))
+        return calls, ""
+    if p.cause in ("unauthorized", "forbidden"):
+        return ([next_call("connect_stdio_mcp", "relaunch with the corrected key", alias=alias, replace=True)],
+                "give the runtime a key allowed to use this tunnel: runtime_api_key env:NAME or file:/path (Codex "
+                "forwards CONTROL_PLANE_API_KEY)")
+    if p.cause == "launch_failed":
+        return [next_call("doctor", "find why the runtime cannot start", profile=p.profile_name,
+                          profile_dir=p.profile_dir)], ""
+    return [next_call("runtime_status", "read the log tail", alias=alias, details=True),
+            next_call("connect_stdio_mcp", "start it again", alias=alias)], ""
 
 
-def connect_runtime(inp: ConnectInput, env: Env) -> Outcome:
-    return _connect(inp, env, mcp_server_url=inp.mcp_server_url, restart=inp.restart,
-                    health_timeout=inp.health_timeout_seconds, profile=inp.profile, profile_dir=inp.profile_dir)
+def runtime_view(p: StatusPayload | ConnectPayload, *, details: bool = False) -> dict[str, Any]:
+    """The compact result of connect, status and stop (well under 2 KB unless ``details``)."""
+    connect = isinstance(p, ConnectPayload)
+    view: dict[str, Any] = {"state": p.state}
+    if isinstance(p, ConnectPayload):
+        view["launched"] = p.launched
+    view |= {"healthy": p.healthy, "ready": p.ready}
+    if p.reason:
+        view["reason"] = p.reason
+    if p.cause:
+        view["cause"] = p.cause
+    if isinstance(p, StopPayload):
+        view["stopped"] = p.stopped
+        view["already_stopped"] = p.already_stopped
+    tunnel_id = p.tunnel.id if isinstance(p, ConnectPayload) else p.tunnel_id
+    view |= {"alias": p.alias, "tunnel_id": tunnel_id, "profile": p.profile_name}
+    if p.mcp_url:
+        view["mcp_url"] = p.mcp_url
+    view["process_running"] = p.process_running
+    poll = p.local.control_plane_poll_health if p.local else None
+    if poll is not None and poll.state != "unknown":
+        view["control_plane"] = poll.state + (f" ({poll.last_error})" if poll.last_error else "")
+    if p.ui_url and p.process_running:
+        view["ui_url"] = p.ui_url
+    if isinstance(p, ConnectPayload):
+        if p.tunnel_created:
+            view["tunnel_created"] = True
+        if p.already_running:
+            view["already_running"] = True
+        if p.state == "failed" and p.launch_diagnostics and p.launch_diagnostics.log_tail:
+            view["log_excerpt"] = p.launch_diagnostics.log_tail.splitlines()[-LOG_EXCERPT_LINES:]
+    policy = p.restart_policy if isinstance(p, ConnectPayload) else (p.process or {}).get("restart_policy")
+    if policy == "on-failure":
+        view["restart"] = "on-failure"
+        if isinstance(p, StatusPayload) and p.restarts:
+            view["restarts"] = p.restarts
+    if details:
+        view["details"] = _details(p)
+    calls, fix = _next(p, after_connect=connect)
+    if fix:
+        view["fix"] = fix
+    if calls and not isinstance(p, StopPayload):
+        view["next"] = calls
+    view["cli"] = [f"tunnel-client runtimes status {p.alias}"]
+    return view
 
 
-def connect_stdio(inp: ConnectStdioInput, env: Env) -> Outcome:
-    return _connect(inp, env, mcp_server_url="", restart="", health_timeout=20.0, profile="", profile_dir="")
+def _details(p: StatusPayload | ConnectPayload) -> dict[str, Any]:
+    local = p.local
+    out: dict[str, Any] = {"pid": p.pid, "profile_path": p.profile_path, "log_path": p.log_path}
+    if local is not None:
+        out |= {"healthz": local.effective_health.healthz.model_dump(exclude={"body"}),
+                "readyz": local.effective_health.readyz.model_dump(),
+                "issues": local.issues, "log_tail": local.log.tail[-4000:]}
+        if local.supervisor.enabled:
+            out["supervisor"] = local.supervisor.model_dump()
+    if isinstance(p, StatusPayload):
+        out["remote"] = p.remote.model_dump() if p.remote else None
+        if p.remote_error:
+            out["remote_error"] = p.remote_error
+    return out
 
 
-def create_runtime(inp: CreateInput, env: Env) -> Outcome:
-    check_tunnel_client_bin(inp.tunnel_client_bin)
-    payload = manager.create(env, alias=inp.alias, admin=_admin(inp, env), name=inp.name, description=inp.description,
-                             organization_ids=_ids(inp.organization_id), workspace_ids=_ids(inp.workspace_id))
-    return Outcome(payload, f"Alias {payload.alias} -> tunnel {payload.tunnel.id} ({payload.tunnel.name}). Next: "
-                            f"connect_runtime with alias {payload.alias} and the MCP target.")
-
-
-def status_summary(p: StatusPayload) -> str:
-    poll = p.control_plane_poll_health
-    text = (f"{p.alias}: runtime_state={p.runtime_state} process_running={_yes(p.process_running)} "
-            f"healthy={_yes(p.healthy)} ready={_yes(p.ready)} control_plane_poll_health={poll.state}"
-            f"{' (' + poll.reason + ')' if poll.reason else ''}; tunnel {p.tunnel_id}")
-    if p.ui_url:
-        text += f"; UI {p.ui_url}"
-    if p.error:
-        text += f"; remote lookup: {p.error}"
-    if not (p.process_running and p.healthy) and p.next_steps:
-        text += f". Next: {p.next_steps[0]}"
+def _summary(view: dict[str, Any]) -> str:
+    text = (f"{view['alias']}: {view['state']} (healthy={view['healthy']}, ready={view['ready']}) "
+            f"tunnel {view['tunnel_id']}")
+    if "reason" in view:
+        text += f"; {view['reason']}"
+    if view.get("next"):
+        n = view["next"][0]
+        text += f". Next: {n['tool']} {n['arguments']}"
     return text
 
 
-def runtime_status(inp: AliasInput, env: Env) -> Outcome:
+# ---------------------------------------------------------------------------- handlers
+
+
+def connect(inp: ConnectInput, env: Env) -> Outcome:
     check_tunnel_client_bin(inp.tunnel_client_bin)
-    payload, _code = manager.status(env, alias=inp.alias, admin=manager.AdminOptions())
-    return Outcome(payload, status_summary(payload))
+    admin = _admin(inp.admin_profile, env, inp.control_plane_base_url)
+    key_ref = inp.runtime_api_key.strip() or DEFAULT_RUNTIME_KEY_REF
+    require_reference(key_ref, env, "runtime_api_key")
+    opts = manager.ConnectOptions(
+        alias=inp.alias, admin=admin, name=inp.name,
+        description=inp.description, organization_ids=tuple(filter(None, [_text(inp.organization_id)])),
+        workspace_ids=tuple(filter(None, [_text(inp.workspace_id)])), tunnel_id=_text(inp.tunnel_id),
+        mcp_server_url=_text(inp.mcp_server_url), mcp_command=_text(inp.mcp_command), runtime_api_key=key_ref,
+        restart=inp.restart or "", replace=inp.replace, allow_shared_tunnel=inp.allow_shared_tunnel,
+    )
+    payload, _code = manager.connect(env, opts)
+    view = runtime_view(payload)
+    return Outcome(view, _summary(view))
 
 
-def list_runtimes(inp: ListInput, env: Env) -> Outcome:
+def create(inp: CreateInput, env: Env) -> Outcome:
     check_tunnel_client_bin(inp.tunnel_client_bin)
-    scopes = [s for s in (inp.organization_id, inp.workspace_id, inp.tenant_id) if s.strip()]
-    if len(scopes) > 1:
-        raise ToolFailure("give at most one of organization_id, workspace_id or tenant_id",
-                          "call again with a single scope, or none for local aliases only")
-    payload = manager.list_runtimes(env, admin=_admin(inp, env), organization_id=inp.organization_id.strip(),
-                                    workspace_id=inp.workspace_id.strip(), tenant_id=inp.tenant_id.strip())
-    names = ", ".join(f"{a.alias} ({a.tunnel_id})" for a in payload.aliases) or "none"
-    remote = f"; {len(payload.remote_tunnels)} remote tunnels in scope" if payload.remote_tunnels is not None else ""
-    # as `runtimes list --json`: remote_tunnels only when a scope was listed
-    data = payload.model_dump(mode="json", exclude={"remote_tunnels"} if payload.remote_tunnels is None else None)
-    return Outcome(data, f"Aliases in {payload.state_root}: {names}{remote}")
+    p = manager.create(env, alias=inp.alias, admin=_admin(inp.admin_profile, env),
+                       name=inp.name, description=inp.description,
+                       organization_ids=tuple(filter(None, [_text(inp.organization_id)])),
+                       workspace_ids=tuple(filter(None, [_text(inp.workspace_id)])))
+    view: dict[str, Any] = {"alias": p.alias, "tunnel_id": p.tunnel.id, "created": p.created, "name": p.tunnel.name,
+                            "organization_ids": p.tunnel.organization_ids, "workspace_ids": p.tunnel.workspace_ids}
+    if p.mcp_url:
+        view["mcp_url"] = p.mcp_url
+    view["next"] = [next_call("connect_stdio_mcp", "start a runtime for it (add mcp_command or mcp_server_url)",
+                              alias=p.alias)]
+    if p.created:
+        view["note"] = "a new tunnel can take 25-30 seconds to become active"
+    verb = "Created" if p.created else "Reused"
+    return Outcome(view, f"{verb} tunnel {p.tunnel.id} ({p.tunnel.name}) as alias {p.alias}")
 
 
-def stop_runtime(inp: AliasInput, env: Env) -> Outcome:
+def status(inp: StatusInput, env: Env) -> Outcome:
+    check_tunnel_client_bin(inp.tunnel_client_bin)
+    if _text(inp.tunnel_id):
+        return _tunnel_status(_text(inp.tunnel_id), env, details=inp.details)
+    payload, _code = manager.status(env, alias=_text(inp.alias), admin=manager.AdminOptions(), persist=False)
+    view = runtime_view(payload, details=inp.details)
+    return Outcome(view, _summary(view))
+
+
+def _tunnel_status(tunnel_id: str, env: Env, *, details: bool) -> Outcome:
+    found = manager.lookup_tunnel(env, tunnel_id=tunnel_id, admin=manager.AdminOptions())
+    view: dict[str, Any]
+    if found.aliases:  # a local runtime serves it: that runtime's status is the answer
+        views = [runtime_view(manager.status(env, alias=a, admin=manager.AdminOptions(), persist=False)[0],
+                              details=details) for a in found.aliases[:MAX_LISTED_NEXT]]
+        views.sort(key=lambda v: STATE_ORDER.index(v["state"]))  # the one that serves it first
+        view = views[0]
+        if len(found.aliases) > 1:
+            view["aliases"] = [{"alias": v["alias"], "state": v["state"]} for v in views]
+        return Outcome(view, _summary(view))
+    if found.status_code == 404:
+        view = {"state": "failed", "reason": f"the control plane has no tunnel {tunnel_id}",
+                                "cause": "tunnel_not_found", "tunnel_id": tunnel_id,
+                                "next": [next_call("list_runtime_aliases", "find a tunnel that exists (add "
+                                                   "organization_id to list the remote ones)")]}
+        return Outcome(view, f"tunnel {tunnel_id}: failed; {view['reason']}")
+    view = {"state": "stopped", "reason": "no runtime on this machine serves this tunnel", "tunnel_id": tunnel_id}
+    if found.tunnel is not None:
+        view["tunnel"] = found.tunnel.model_dump(exclude={"id"})
+    elif found.error:
+        view["lookup_error"] = found.error
+    if found.mcp_url:
+        view["mcp_url"] = found.mcp_url
+    view["next"] = [next_call("connect_stdio_mcp", "serve it from this machine (add an alias and mcp_command or "
+                              "mcp_server_url)", tunnel_id=tunnel_id)]
+    return Outcome(view, f"tunnel {tunnel_id}: {view['state']}; {view['reason']}")
+
+
+def list_aliases(inp: ListInput, env: Env) -> Outcome:
+    check_tunnel_client_bin(inp.tunnel_client_bin)
+    org, ws, tenant = _text(inp.organization_id), _text(inp.workspace_id), _text(inp.tenant_id)
+    payload = manager.list_runtimes(env, admin=_admin(inp.admin_profile, env), organization_id=org,
+                                    workspace_id=ws, tenant_id=tenant, persist=False)
+    entries = {e.alias: e for e in manager.classify(env)}
+    aliases = []
+    for a in payload.aliases:
+        e = entries.get(a.alias)
+        aliases.append({"alias": a.alias, "tunnel_id": a.tunnel_id,
+                        "runtime_state": e.runtime_state if e else "stopped",
+                        "classification": e.classification if e else "stale_alias"})
+    view: dict[str, Any] = {"aliases": aliases}
+    if payload.remote_tunnels is not None:
+        view["remote_tunnels"] = [{"id": t.id, "name": t.name, "local_alias": t.local_alias}
+                                  for t in payload.remote_tunnels]
+    view["state_root"] = payload.state_root
+    calls = [next_call("runtime_status", "health and readiness of this runtime", alias=a["alias"])
+             for a in aliases if a["classification"] != "stale_alias"][:MAX_LISTED_NEXT]
+    if any(a["classification"] == "stale_alias" for a in aliases):
+        calls.append(next_call("remove_runtime", "forget the aliases classified stale_alias (local records only)",
+                               stale=True))
+    if not aliases:
+        calls.append(next_call("help", "how to connect a first MCP server", topic="plugin"))
+    view["next"] = calls
+    names = ", ".join(f"{a['alias']} ({a['runtime_state']})" for a in aliases) or "none"
+    remote = f"; {len(view['remote_tunnels'])} remote tunnels" if "remote_tunnels" in view else ""
+    return Outcome(view, f"Runtimes: {names}{remote}")
+
+
+def stop(inp: AliasInput, env: Env) -> Outcome:
     check_tunnel_client_bin(inp.tunnel_client_bin)
     payload, code = manager.stop(env, alias=inp.alias, admin=manager.AdminOptions())
     if code != 0:
-        raise ToolFailure(f"could not stop {payload.alias}: {payload.stop_error}",
-                          f"call runtime_status with alias {payload.alias}; the process may need to be stopped by hand")
+        raise ToolFailure(f"could not stop {payload.alias}: {payload.stop_error}", fix="the process may need to be "
+                          "stopped by hand", next=[next_call("runtime_status", "see what still runs",
+                                                             alias=payload.alias, details=True)])
+    view = runtime_view(payload)
+    view["next"] = [next_call("connect_stdio_mcp", "start it again later (same tunnel and target)", alias=payload.alias)]
     state = "was already stopped" if payload.already_stopped else "stopped"
-    return Outcome(payload, f"{payload.alias} {state}; the alias and its profile are kept")
+    return Outcome(view, f"{payload.alias} {state}; the alias, its profile and the remote tunnel are kept")
 
 
-def remove_runtime(inp: RemoveInput, env: Env) -> Outcome:
-    payload = manager.remove(env, alias=inp.alias)
-    return Outcome(payload, f"Forgot {payload.alias} locally ({len(payload.removed_paths)} files removed); tunnel "
-                            f"{payload.tunnel_id or '-'} still exists remotely")
+def remove(inp: RemoveInput, env: Env) -> Outcome:
+    if inp.stale:
+        result = manager.cleanup(env, apply=True)
+        kept = [e.alias for e in result.entries if e.alias not in result.removed]
+        return Outcome({"removed": result.removed, "kept": kept},
+                       f"Removed stale aliases: {', '.join(result.removed) or 'none'}; remote tunnels untouched")
+    payload = manager.remove(env, alias=_text(inp.alias))
+    view = {"removed": [payload.alias], "tunnel_id": payload.tunnel_id, "files_removed": len(payload.removed_paths)}
+    return Outcome(view, f"Forgot alias {payload.alias} on this machine; the remote tunnel was not touched")
 
 
-def cleanup_runtimes(inp: CleanupInput, env: Env) -> Outcome:
-    payload = manager.cleanup(env, apply=inp.apply)
-    stale = [e.alias for e in payload.entries if e.classification == "stale_alias"]
-    verb = "removed" if inp.apply else "would remove (apply=true)"
-    return Outcome(payload, f"{len(payload.entries)} aliases; stale: {', '.join(stale) or 'none'}; {verb}: "
-                            f"{', '.join(payload.removed if inp.apply else stale) or 'nothing'}")
+# ---------------------------------------------------------------------------- errors
 
 
-def select_client(inp: SelectInput, env: Env) -> Outcome:
-    check_tunnel_client_bin(inp.tunnel_client_bin)
-    entry = current_entry_point()
-    hint_path = os.path.join(os.getcwd(), BINARY_HINT_FILE)
-    try:
-        with open(hint_path, encoding="utf-8") as f:
-            hint = f.read().strip()
-    except OSError:
-        hint_path, hint = "", ""
-    selection = Selection(
-        ok=True, tunnel_client_bin=entry or sys.executable, python=sys.executable, version=__version__,
-        selection_source="this_installation", requested_tunnel_client_bin=inp.tunnel_client_bin,
-        binary_hint_path=hint_path, binary_hint=hint,
-        note="the tools run inside this tunnel-client installation; to use another one, run its "
-             "`tunnel-client codex plugin install`",
-    )
-    return Outcome(selection, f"Using tunnel-client {__version__} at {selection.tunnel_client_bin}")
+def _alias_of(inp: Any) -> str:
+    return _text(getattr(inp, "alias", None))
 
 
-def _alias_step(exc: TunnelClientError) -> str:
-    if "is not known" in str(exc):
-        return "call list_runtimes to see the known aliases, or connect_runtime to create this one"
-    if "still has a managed runtime" in str(exc):
-        return "call stop_runtime for this alias first"
-    return key_next_step(exc)
-
-
-def _connect_step(exc: TunnelClientError) -> str:
+def runtime_error(exc: TunnelClientError, inp: Any) -> ToolFailure | None:
+    """Core errors of the runtime tools as failures with the call that fixes them."""
     text = str(exc)
+    alias = _alias_of(inp)
+    if isinstance(exc, manager.RuntimeConflict):
+        if exc.kind == "replace":
+            return ToolFailure(text, field="replace", next=[next_call(
+                "connect_stdio_mcp", "restart it with the new settings (only if the user wants that)",
+                **{**_connect_args(inp), "replace": True})])
+        return ToolFailure(text, field="tunnel_id", next=[
+            next_call("runtime_status", "the runtime that already serves this tunnel", alias=exc.other_alias),
+            next_call("connect_stdio_mcp", "only if two runtimes on one tunnel are really wanted",
+                      **{**_connect_args(inp), "allow_shared_tunnel": True})])
+    if isinstance(exc, manager.TunnelRejected):
+        return ToolFailure(text, field="tunnel_id", data={"state": "failed", "cause": "tunnel_not_found",
+                                                          "launched": False},
+                           next=[next_call("list_runtime_aliases", "find a tunnel that exists (add organization_id "
+                                                                   "to list the remote ones)")])
+    if isinstance(exc, UnknownAdminProfile):
+        return ToolFailure(text, field="admin_profile", next=[
+            next_call("install_or_select_tunnel_client", "lists the saved admin profiles"),
+            next_call("set_admin_profile", "create it (only if the user asked for a new profile)", name=exc.name)])
+    if "is not known" in text and alias:
+        return ToolFailure(text, field="alias", next=[next_call("list_runtime_aliases", "the known aliases")])
+    if "still has a managed runtime" in text:
+        return ToolFailure(text, next=[next_call("stop_runtime", "stop it first", alias=alias)])
     if "requires --organization-id or --workspace-id" in text:
-        return "give tunnel_id to attach an existing tunnel, or organization_id / workspace_id to create one"
-    if "not both" in text and "mcp" in text:
-        return "give exactly one of mcp_command or mcp_server_url"
-    return key_next_step(exc)
+        return ToolFailure("a new alias needs a tunnel: give tunnel_id to attach one, or organization_id or "
+                           "workspace_id to find or create one", field="tunnel_id")
+    if "requires --mcp-server-url or --mcp-command" in text:
+        return ToolFailure("a new alias needs an MCP server: give mcp_command (stdio) or mcp_server_url",
+                           field="mcp_command")
+    fix = key_fix(exc)
+    return ToolFailure(text, fix=fix) if fix else None
+
+
+def _connect_args(inp: Any) -> dict[str, Any]:
+    """The caller's connect arguments (unset ones left out), for a corrected call."""
+    if not isinstance(inp, ConnectInput):
+        return {"alias": _alias_of(inp)}
+    data = inp.model_dump(exclude_defaults=True)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _spec(name: str, title: str, description: str, model: type[ToolInput], handler: Any, *, read_only: bool,
+          destructive: bool = False, idempotent: bool, open_world: bool, fix: str) -> ToolSpec:
+    return ToolSpec(name, title, description, model, handler, read_only=read_only, destructive=destructive,
+                    idempotent=idempotent, open_world=open_world, fix=fix, on_error=runtime_error)
 
 
 SPECS = (
-    ToolSpec("connect_runtime", "Connect a runtime",
-             "Create or reuse a tunnel for an alias and start (or reuse) a supervised background runtime that relays "
-             "it to an MCP server: mcp_command (stdio) or mcp_server_url (HTTP). Attach an existing tunnel with "
-             "tunnel_id, or give organization_id/workspace_id to find or create one (admin key). Waits for /healthz. "
-             "Then call runtime_status before reporting success.",
-             ConnectInput, ConnectPayload, connect_runtime, read_only=False, destructive=False, idempotent=False,
-             open_world=True,
-             next_step="fix the input named in the message, then call connect_runtime again",
-             next_step_for=_connect_step),
-    ToolSpec("runtime_status", "Runtime status",
-             "Status of one runtime alias: process_running, healthy (/healthz), ready (/readyz), "
-             "control_plane_poll_health, UI URL, repair actions and next steps (read-only remote lookup).",
-             AliasInput, StatusPayload, runtime_status, read_only=True, destructive=False, idempotent=True,
-             open_world=True, next_step="call list_runtimes to see the known aliases", next_step_for=_alias_step),
-    ToolSpec("list_runtimes", "List runtimes",
-             "Local runtime aliases and their tunnels; with one scope (organization_id, workspace_id or tenant_id) "
-             "also the remote tunnels of that scope, matched to local aliases.",
-             ListInput, ListPayload, list_runtimes, read_only=True, destructive=False, idempotent=True,
-             open_world=True, next_step="call again without a scope for local aliases only",
-             next_step_for=key_next_step),
-    ToolSpec("stop_runtime", "Stop a runtime",
-             "Stop an alias's runtime (SIGTERM, grace period, then SIGKILL). Idempotent; keeps the alias and profile.",
-             AliasInput, StopPayload, stop_runtime, read_only=False, destructive=False, idempotent=True,
-             open_world=False, next_step="call runtime_status for this alias", next_step_for=_alias_step),
-    ToolSpec("remove_runtime", "Remove a runtime alias",
-             "Forget an alias locally: its records, generated profile, health file and log. Refuses while the "
-             "runtime runs. Never deletes the remote tunnel. Only when the user asked for it.",
-             RemoveInput, RemovePayload, remove_runtime, read_only=False, destructive=True, idempotent=False,
-             open_world=False, next_step="call list_runtimes to see the known aliases", next_step_for=_alias_step),
-    ToolSpec("cleanup_runtimes", "Clean up stale aliases",
-             "Classify every alias (live_runtime, valid_profile, missing_profile, stale_alias); with apply=true "
-             "remove only the stale_alias entries (local metadata only).",
-             CleanupInput, CleanupPayload, cleanup_runtimes, read_only=False, destructive=True, idempotent=True,
-             open_world=False, next_step="call list_runtimes"),
-    ToolSpec("install_or_select_tunnel_client", "Select tunnel-client",
-             "Report the tunnel-client installation these tools drive (always the one the plugin was installed "
-             "from). Compatible with the reference plugin's tool of the same name.",
-             SelectInput, Selection, select_client, read_only=True, destructive=False, idempotent=True,
-             open_world=False, next_step="omit tunnel_client_bin"),
-    ToolSpec("create_tunnel_runtime", "Create a tunnel alias",
-             "Create (or reuse, by name) the remote tunnel for an alias in one organization or workspace and record "
-             "the alias, without starting a runtime. Needs an admin key.",
-             CreateInput, CreatePayload, create_runtime, read_only=False, destructive=False, idempotent=False,
-             open_world=True,
-             next_step="give exactly one of organization_id or workspace_id", next_step_for=key_next_step),
-    ToolSpec("connect_stdio_mcp", "Connect a stdio MCP server",
-             "Reference-plugin name for connect_runtime with a stdio command: create or reuse the alias's tunnel "
-             "and start a supervised runtime for mcp_command. Then call runtime_status.",
-             ConnectStdioInput, ConnectPayload, connect_stdio, read_only=False, destructive=False, idempotent=False,
-             open_world=True,
-             next_step="fix the input named in the message, then call connect_stdio_mcp again",
-             next_step_for=_connect_step),
-    ToolSpec("list_runtime_aliases", "List runtime aliases",
-             "Reference-plugin name for list_runtimes: local aliases, plus remote tunnels for one scope.",
-             ListInput, ListPayload, list_runtimes, read_only=True, destructive=False, idempotent=True,
-             open_world=True, next_step="call again without a scope for local aliases only",
-             next_step_for=key_next_step),
+    _spec("connect_stdio_mcp", "Connect an MCP server",
+          "Start or reuse a supervised background runtime relaying a tunnel to a local MCP server (command or URL; "
+          "omit both to reuse the alias's). Tunnel: tunnel_id, or organization_id/workspace_id to find or create "
+          "one, or omit for the alias's. Done when state is ready or healthy.",
+          ConnectInput, connect, read_only=False, idempotent=False, open_world=True,
+          fix="fix the argument named in the error, then call connect_stdio_mcp again"),
+    _spec("create_tunnel_runtime", "Create a tunnel",
+          "Find by name or create a remote tunnel in one organization or workspace and record it under an alias; "
+          "starts nothing. Admin key.",
+          CreateInput, create, read_only=False, idempotent=True, open_world=True,
+          fix="check the scope id and that the admin key may manage tunnels there"),
+    _spec("runtime_status", "Runtime status",
+          "State of a runtime (ready, healthy, starting, stopped, failed) with reason and next calls; or of a "
+          "tunnel by id.",
+          StatusInput, status, read_only=True, idempotent=True, open_world=True,
+          fix="call list_runtime_aliases to see the known aliases"),
+    _spec("list_runtime_aliases", "List runtimes",
+          "This machine's runtimes with state and cleanup class; with one scope also its remote tunnels (admin "
+          "key).",
+          ListInput, list_aliases, read_only=True, idempotent=True, open_world=True,
+          fix="call again without a scope for the local runtimes only"),
+    _spec("stop_runtime", "Stop a runtime",
+          "Stop an alias's runtime; keeps the alias, its profile and the tunnel.",
+          AliasInput, stop, read_only=False, idempotent=True, open_world=False,
+          fix="call runtime_status for this alias"),
+    _spec("remove_runtime", "Forget an alias",
+          "Forget an alias on this machine (records, profile, log), or every stale one. Refuses while it runs; "
+          "never deletes a tunnel. Only when asked.",
+          RemoveInput, remove, read_only=False, destructive=True, idempotent=False, open_world=False,
+          fix="call list_runtime_aliases to see the known aliases"),
 )

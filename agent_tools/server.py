@@ -23,7 +23,8 @@ from agent_tools.toolkit import Env, ToolSpec, build_tool, process_env
 from tunnel_core import __version__
 from tunnel_core.codex.prompts import SERVER_INSTRUCTIONS, STARTER_PROMPTS, StarterPrompt
 
-ALL_SPECS: tuple[ToolSpec, ...] = (*setup_tools.SPECS, *runtime_tools.SPECS, *admin_tools.SPECS)
+ALL_SPECS: tuple[ToolSpec, ...] = (setup_tools.SPECS[0], setup_tools.SPECS[1], *runtime_tools.SPECS, *setup_tools.SPECS[2:],
+                                  *admin_tools.SPECS)
 
 
 def _reader(path: str) -> Callable[[], str]:

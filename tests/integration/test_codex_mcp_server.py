@@ -81,7 +81,7 @@ def test_stdout_carries_only_jsonrpc(tmp_path: Path) -> None:
     assert [m.get("id") for m in lines] == [0, 1]
     init: Any = lines[0]["result"]
     assert init["protocolVersion"] == "2025-06-18" and init["serverInfo"]["name"] == "tunnel-client"
-    assert "runtime_status" in init["instructions"]
+    assert "connect_stdio_mcp" in init["instructions"]
     answer: Any = lines[1]["result"]
     assert "plugin" in [t["name"] for t in answer["structuredContent"]["topics"]]
 

@@ -114,32 +114,33 @@ def test_installed_plugin_is_listed_and_its_status_tool_returns_structured_conte
     assert made.code == 0, made.err
     tunnel_id = made.json()["tunnel"]["id"]
 
-    answer = call_tool(env, tmp_path, "runtime_status", {"alias": "demo"})
+    answer = call_tool(env, tmp_path, "runtime_status", {"alias": "demo", "details": True})
     assert answer.get("isError") in (None, False), answer
     status = answer["structuredContent"]
-    assert (status["alias"], status["tunnel_id"], status["runtime_state"]) == ("demo", tunnel_id, "stopped")
+    assert (status["state"], status["alias"], status["tunnel_id"]) == ("stopped", "demo", tunnel_id)
     assert status["process_running"] is False and status["healthy"] is False
-    assert status["remote"]["id"] == tunnel_id  # the read-only remote lookup used the forwarded key reference
-    assert "demo: runtime_state=stopped" in answer["content"][0]["text"]
+    assert status["details"]["remote"]["id"] == tunnel_id  # the read-only lookup used the forwarded key reference
+    assert status["mcp_url"] == f"{env['CONTROL_PLANE_BASE_URL']}/v1/mcp/{tunnel_id}"
+    assert "demo: stopped" in answer["content"][0]["text"]
 
-    refused = call_tool(env, tmp_path, "connect_runtime", {"alias": "x", "mcp_command": "srv",
-                                                          "runtime_api_key": "sk-" + "a" * 30})
+    refused = call_tool(env, tmp_path, "connect_stdio_mcp", {"alias": "x", "mcp_command": "srv",
+                                                            "runtime_api_key": "sk-" + "a" * 30})
     assert refused["isError"] is True
-    assert "Next step:" in refused["content"][0]["text"] and "a" * 30 not in refused["content"][0]["text"]
+    assert "Fix: pass keys only" in refused["content"][0]["text"] and "a" * 30 not in refused["content"][0]["text"]
 
 
 def connect_then_status(alias: str, command: str) -> Any:
-    """The fake model's plan: connect_runtime, then runtime_status, then a summary of what status said."""
+    """The fake model's plan: connect_stdio_mcp, then runtime_status, then a summary of what status said."""
 
     def policy(body: dict[str, Any]) -> list[Say | Call]:
         outputs = tool_outputs(body)
         if "call_connect" not in outputs:
-            return [Call("connect_runtime", {"alias": alias, "organization_id": "org_codex", "mcp_command": command},
-                         call_id="call_connect")]
+            return [Call("connect_stdio_mcp", {"alias": alias, "organization_id": "org_codex",
+                                               "mcp_command": command}, call_id="call_connect")]
         if "call_status" not in outputs:
             return [Call("runtime_status", {"alias": alias}, call_id="call_status")]
         status = json.loads(outputs["call_status"].split("Output:\n", 1)[1])
-        return [Say(f"Runtime {alias} is up: process_running={status['process_running']}, "
+        return [Say(f"Runtime {alias} is {status['state']}: process_running={status['process_running']}, "
                     f"healthy={status['healthy']}, ready={status['ready']}, tunnel {status['tunnel_id']}.")]
 
     return policy
@@ -157,14 +158,14 @@ def test_fake_model_turn_connects_a_runtime_and_its_front_door_answers(
     assert turn["status"] == "completed", turn
 
     calls = transcript.tool_calls()
-    assert [c["tool"] for c in calls] == ["connect_runtime", "runtime_status"], calls
+    assert [c["tool"] for c in calls] == ["connect_stdio_mcp", "runtime_status"], calls
     connected = calls[0]["result"]["structuredContent"]
     assert connected["launched"] is True and connected["healthy"] is True
     status = calls[1]["result"]["structuredContent"]
     assert status["process_running"] is True and status["healthy"] is True
     tunnel_id = status["tunnel_id"]
-    assert TUNNEL_ID.match(tunnel_id) and connected["tunnel"]["id"] == tunnel_id
-    assert "Runtime codex-demo is up: process_running=True, healthy=True" in transcript.text()
+    assert TUNNEL_ID.match(tunnel_id) and connected["tunnel_id"] == tunnel_id
+    assert "process_running=True, healthy=True" in transcript.text()
 
     # the model saw the tool results (status JSON first in the function_call_output)
     last = tool_outputs(fake.requests[-1])
@@ -188,7 +189,7 @@ def test_read_only_approvals_let_codex_call_only_read_only_tools(
     def policy(body: dict[str, Any]) -> list[Say | Call]:
         outputs = tool_outputs(body)
         if "call_list" not in outputs:
-            return [Call("list_runtimes", {}, call_id="call_list")]
+            return [Call("list_runtime_aliases", {}, call_id="call_list")]
         if "call_remove" not in outputs:
             return [Call("remove_runtime", {"alias": "anything"}, call_id="call_remove")]
         return [Say("done")]
@@ -197,7 +198,7 @@ def test_read_only_approvals_let_codex_call_only_read_only_tools(
     turn, transcript = run_turn(env, tmp_path, "List my runtimes, then remove one.")
     assert turn["status"] == "completed"
     calls = {c["tool"]: c for c in transcript.tool_calls()}
-    assert calls["list_runtimes"]["status"] == "completed"
+    assert calls["list_runtime_aliases"]["status"] == "completed"
     assert calls["remove_runtime"]["status"] == "failed" and "approval" in json.dumps(calls["remove_runtime"])
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from agent_tools.front import CATALOGUE_PATH
 from agent_tools.server import ALL_SPECS
 from tunnel_core import __version__
 from tunnel_core.codex import bundle
@@ -44,6 +45,20 @@ def test_default_prompts_are_the_first_starter_prompts() -> None:
     assert load_bundle().manifest.interface.default_prompt == [p.text for p in STARTER_PROMPTS[:3]]
 
 
+def test_help_plugin_shows_every_starter_prompt() -> None:
+    from tunnel_core.ops.help_topics import get_topic
+
+    text = " ".join(get_topic("plugin").text.split())
+    for p in STARTER_PROMPTS:
+        assert p.text in text, p.name
+
+
+def test_the_front_and_the_bundle_name_the_server_alike() -> None:
+    from agent_tools.listing import SERVER_NAME
+
+    assert SERVER_NAME == bundle.MCP_SERVER_NAME
+
+
 def test_mcp_json_forwards_exactly_the_documented_variables() -> None:
     server = load_bundle().mcp.mcp_servers["tunnel-client"]
     assert server.env_vars == list(FORWARDED_ENV)
@@ -52,29 +67,75 @@ def test_mcp_json_forwards_exactly_the_documented_variables() -> None:
 
 def test_read_only_tool_list_matches_the_tool_annotations() -> None:
     assert set(READ_ONLY_TOOLS) == {s.name for s in ALL_SPECS if s.read_only}
+    catalogue = json.loads(Path(CATALOGUE_PATH).read_text())
+    assert set(READ_ONLY_TOOLS) == {t["name"] for t in catalogue["tools"] if t["annotations"]["readOnlyHint"]}
 
 
-def test_skill_names_every_reference_and_only_real_tools() -> None:
+TOOL_CALL = re.compile(r"`([a-z_]+) \{([^}`]*)\}`")
+ARGUMENT_VALUE = re.compile(r"`([a-z_]+): [^`]+`")
+IDENTIFIER = re.compile(r"`([a-z][a-z0-9]*(?:_[a-z0-9]+)+)`")  # snake_case: tool, argument and field names
+CALL_ARGUMENT = re.compile(r"(?:^|[,|{]\s*)([a-z_]+)")
+# Words of the results (fields and values) the skill may name; a tool argument or tool name that
+# does not exist is not here, so naming one fails the drift test.
+RESULT_VOCABULARY = {
+    "state", "ready", "healthy", "starting", "stopped", "failed", "reason", "cause", "next", "cli", "fix",
+    "launched", "already_running", "process_running", "control_plane", "ui_url", "mcp_url", "log_excerpt",
+    "tunnel_not_found", "unauthorized", "forbidden", "launch_failed", "exited", "tunnel_activating",
+    "runtime_state", "classification", "live_runtime", "valid_profile", "missing_profile", "stale_alias",
+    "keys_available", "why", "quickstart", "plugin", "troubleshooting",
+    "env_vars",  # the .mcp.json key
+    "tunnel_management_permission_required",  # a service error code quoted in a failure
+}
+DOCTOR_CHECKS = set(re.findall(r'id="([a-z_]+)"', "".join(
+    p.read_text() for p in (Path(bundle.__file__).parents[1] / "ops").glob("doctor*.py"))))
+
+
+def _skill_texts() -> dict[str, str]:
+    root = source_root("skills") / "tunnel-client"
+    texts = {"SKILL.md": (root / "SKILL.md").read_text()}
+    texts |= {f"references/{r}": (root / "references" / r).read_text() for r in SKILL_REFERENCES}
+    texts["plugin_manifest/README.md"] = (source_root("plugin_manifest") / "README.md").read_text()
+    return texts
+
+
+def test_skill_names_every_reference_and_only_real_tools_and_arguments() -> None:
+    """Drift: a tool or an argument the skill (or the plugin README) names must exist in the tool server."""
     text = (source_root("skills") / "tunnel-client" / "SKILL.md").read_text()
     skill, body = parse_front_matter(text, "SKILL.md")
     for ref in SKILL_REFERENCES:
         assert f"references/{ref}" in body
-    mentioned = set(re.findall(r"`([a-z_]+)`", body + "".join(
-        (source_root("skills") / "tunnel-client" / "references" / r).read_text() for r in SKILL_REFERENCES)))
-    tool_like = {m for m in mentioned if "_" in m and (m.startswith(("admin_", "list_", "connect_", "runtime_",
-                                                                        "stop_", "remove_", "cleanup_", "create_",
-                                                                        "init_", "install_")))}
-    fields = {f for s in ALL_SPECS for m in (s.input_model, s.output_model) for f in m.model_fields}
-    assert tool_like <= TOOL_NAMES | fields, tool_like - TOOL_NAMES - fields
-    assert "runtime_status" in skill.description or "healthy" in skill.description
+    assert "runtime_status" in body and "healthy" in skill.description
+    arguments = {s.name: set(s.input_schema()["properties"]) for s in ALL_SPECS}
+    all_arguments = set().union(*arguments.values())
+    problems = []
+    for source, content in _skill_texts().items():
+        for tool, args in TOOL_CALL.findall(content):
+            if tool not in arguments:
+                problems.append(f"{source}: `{tool} {{...}}` is not a tool")
+                continue
+            for arg in CALL_ARGUMENT.findall("{" + args):
+                if arg not in arguments[tool]:
+                    problems.append(f"{source}: {tool} has no argument {arg}")
+        for arg in ARGUMENT_VALUE.findall(content):
+            if arg not in all_arguments:
+                problems.append(f"{source}: `{arg}: ...` is not an argument of any tool")
+        for word in IDENTIFIER.findall(TOOL_CALL.sub("", content)):
+            if word not in TOOL_NAMES | all_arguments | RESULT_VOCABULARY | DOCTOR_CHECKS:
+                problems.append(f"{source}: `{word}` is neither a tool, an argument nor a result word")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_drift_test_catches_an_argument_that_does_not_exist() -> None:
+    arguments = {s.name: set(s.input_schema()["properties"]) for s in ALL_SPECS}
+    stale = "`runtime_status {alias, include_details}`"
+    tool, args = TOOL_CALL.findall(stale)[0]
+    assert [a for a in CALL_ARGUMENT.findall("{" + args) if a not in arguments[tool]] == ["include_details"]
+    assert "include_details" not in TOOL_NAMES | set().union(*arguments.values()) | RESULT_VOCABULARY
 
 
 def test_readme_lists_every_tool() -> None:
     readme = (source_root("plugin_manifest") / "README.md").read_text()
-    names = set(re.findall(r"`([a-z_]+)`", readme))
-    names |= {f"admin_tunnels_{v}" for v in ("list", "get", "create", "update", "delete")} if \
-        "admin_tunnels_{list,get,create,update,delete}" in readme else set()
-    assert TOOL_NAMES <= names | {"runtime_status", "stop_runtime"}, TOOL_NAMES - names
+    assert TOOL_NAMES <= set(re.findall(r"`([a-z_]+)`", readme))
 
 
 def test_installed_mcp_json_starts_this_interpreter() -> None:

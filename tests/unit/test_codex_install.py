@@ -59,7 +59,7 @@ def test_install_then_uninstall_is_byte_identical(tmp_path: Path, name: str, app
         assert server["default_tools_approval_mode"] == "approve"
     elif approve == "read-only":
         assert server["tools"]["runtime_status"] == {"approval_mode": "approve"}
-        assert "connect_runtime" not in server["tools"]
+        assert "connect_stdio_mcp" not in server["tools"]
     if before is not None:
         assert installed.startswith(before)
     assert first.config_changed

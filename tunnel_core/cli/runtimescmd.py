@@ -158,6 +158,10 @@ def cmd_connect(args: argparse.Namespace, io: IO) -> int:
     if code == 0:
         io.out(f"Connected {payload.alias} using {payload.mode} mode")
         return 0
+    if payload.healthy:  # it answers /healthz, but the control plane rejects it
+        io.err(f"tunnel-client: runtime for {payload.alias} is failed: {payload.reason}")
+        io.err(f"next: tunnel-client runtimes status {payload.alias} --json")
+        return code
     diag = payload.launch_diagnostics
     exit_note = f" (exit code {diag.exit_code})" if diag and diag.exit_code is not None else ""
     io.err(f"tunnel-client: runtime for {payload.alias} did not answer /healthz within {args.health_timeout}"

@@ -33,11 +33,7 @@ SERVER_MODULE = "agent_tools"
 
 # Tools that only read; ``codex plugin install --approve-tools read-only`` pre-approves these
 # (a test keeps the list equal to the read-only tools of agent_tools).
-READ_ONLY_TOOLS = (
-    "quickstart", "help", "list_profiles", "doctor", "runtime_status", "list_runtimes",
-    "install_or_select_tunnel_client", "list_runtime_aliases", "admin_tunnels_list", "admin_tunnels_get",
-    "admin_profiles_list",
-)
+READ_ONLY_TOOLS = ("help", "install_or_select_tunnel_client", "doctor", "runtime_status", "list_runtime_aliases")
 
 SKILL_REFERENCES = ("setup.md", "runtimes.md", "keys-and-state.md", "admin-tunnels.md", "troubleshooting.md")
 

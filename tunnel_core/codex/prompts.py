@@ -15,17 +15,25 @@ from typing import NamedTuple
 
 SUPERVISION_RULES = (
     "Pass keys only as references (env:NAME or file:/path), never as values.",
-    "Start a long-lived runtime with connect_runtime (or connect_stdio_mcp), never with nohup, disown or a "
-    "foreground `run`.",
-    "After connecting, call runtime_status and report success only when process_running and healthy are true; "
-    "report ready and control_plane_poll_health separately (ready can lag while OAuth and MCP checks run).",
-    "When a tool fails, read its 'Next step' line and follow it before retrying.",
+    "Start a long-lived runtime only with connect_stdio_mcp, never with nohup, disown or a foreground `run`.",
+    "Report success only when a result's state is ready or healthy (ready can lag while OAuth and MCP checks run); "
+    "failed is a failure: give its reason.",
+    "Follow a result's next tool calls; cli lines are for humans.",
 )
 
 SERVER_INSTRUCTIONS = (
     "tunnel-client: set up and supervise Secure MCP Tunnel runtimes on this machine (a runtime relays a "
-    "private MCP server to a hosted MCP client with no inbound port). Call quickstart when unsure where to "
-    "start. Rules: " + " ".join(SUPERVISION_RULES)
+    "private MCP server to a hosted MCP client with no inbound port). Call help when unsure where to start. "
+    "Rules: " + " ".join(SUPERVISION_RULES)
+)
+
+AGENT_FLOW = (
+    "install_or_select_tunnel_client: what this machine has (runtimes, profiles, admin profiles, keys set)",
+    "connect_stdio_mcp {alias, tunnel_id | organization_id, mcp_command | mcp_server_url}: start a supervised "
+    "runtime",
+    "runtime_status {alias}: done only when state is ready or healthy; failed comes with the reason and next calls",
+    "doctor {profile}: why a profile does not work",
+    "stop_runtime / remove_runtime {alias}: stop it, or forget it on this machine",
 )
 
 ASSISTANT_MARKER = "You are the tunnel-client assistant"
@@ -47,8 +55,8 @@ Rules that always hold:
 - {SUPERVISION_RULES[0]} The daemon needs only the runtime key (CONTROL_PLANE_API_KEY); the admin key \
 (OPENAI_ADMIN_KEY) is only for creating, listing, updating or deleting tunnels.
 - For a long-lived local runtime use `tunnel-client runtimes connect`, then `tunnel-client runtimes status \
-<alias>`; report success only when process_running and healthy are true, and report ready and \
-control_plane_poll_health separately.
+<alias>`; report success only when its state is ready or healthy (ready can lag while OAuth and MCP checks \
+run), and give the reason when it is failed.
 - Never print, ask for or repeat a key value.
 Keep answers short: the steps, the commands, and how to check the result."""
 
@@ -62,23 +70,29 @@ class StarterPrompt(NamedTuple):
 
 STARTER_PROMPTS: tuple[StarterPrompt, ...] = (
     StarterPrompt(
-        "connect-local-server", "Connect a local MCP server",
-        "Create or reuse a tunnel, start a supervised runtime for a local MCP server and check its health.",
-        "Connect my local MCP server through a tunnel with tunnel-client and check that the runtime is healthy.",
+        "connect-tunnel", "Connect a tunnel to my MCP server",
+        "Attach an existing tunnel to a local MCP server with a supervised runtime and report its state.",
+        "Connect the tunnel id I give you to my local MCP server and tell me whether the runtime is launched, healthy "
+        "and ready.",
     ),
     StarterPrompt(
         "check-runtimes", "Check my runtimes",
-        "List the local runtimes, check each one's health and readiness, and say what needs fixing.",
+        "List the runtimes of this machine, check each one's state, and say what needs fixing.",
         "Check the status of my tunnel-client runtimes and tell me what needs fixing.",
     ),
     StarterPrompt(
         "first-setup", "Set up tunnel-client from zero",
-        "Follow the quickstart: try the local demo, then write, check and run a profile for a real tunnel.",
+        "See what this machine has, read the quickstart, and get a first runtime going.",
         "Walk me through setting up tunnel-client from zero, starting with the quickstart.",
     ),
     StarterPrompt(
-        "diagnose", "Diagnose a failing setup",
-        "Run doctor and runtime status, read the failing checks, and propose the next command.",
-        "My tunnel is not working. Run doctor and runtime_status, then tell me the next command to run.",
+        "diagnose", "Diagnose a failing runtime",
+        "Check the runtime's state and its profile, read what failed, and propose the one next step.",
+        "My tunnel is not working. Check it with runtime_status and doctor, then tell me the one next step.",
+    ),
+    StarterPrompt(
+        "new-tunnel", "Create a tunnel and connect it",
+        "Create a tunnel in an organization, connect a local MCP server to it, and report its MCP URL.",
+        "Create a tunnel in my organization for my local MCP server, connect it, and give me its MCP URL.",
     ),
 )

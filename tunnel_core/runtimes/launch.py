@@ -14,7 +14,7 @@ from pathlib import Path
 from tunnel_core.config.specs import SPECS
 from tunnel_core.errors import ConfigError, UsageError
 from tunnel_core.fileutil import remove_quietly
-from tunnel_core.runtimes.probe import probe_health, probe_healthz, read_health_url
+from tunnel_core.runtimes.probe import control_plane_rejection, probe_health, probe_healthz, read_health_url
 from tunnel_core.runtimes.process import identity_of, is_ours, launch_detached, terminate, wait_exit
 from tunnel_core.runtimes.tmux import kill_session, session_running
 from tunnel_core.state.records import ProcessRecord
@@ -123,6 +123,8 @@ def _observe(result: LaunchResult, health_url_file: Path, alive: Callable[[], bo
             result.health_url = probe.healthz.url
             result.ready = probe.readyz.ok
             if result.ready or time.monotonic() >= settle or not alive():
+                break
+            if control_plane_rejection(probe.base_url):  # no need to wait: it will not become ready
                 break
             time.sleep(POLL_INTERVAL)
     result.started = result.healthy

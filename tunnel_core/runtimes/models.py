@@ -76,6 +76,7 @@ class PollHealth(BaseModel):
     reason: str = ""
     last_success: str = ""
     last_error: str = ""
+    status_code: int = 0  # the HTTP status of the last failed control-plane call (poll or tunnel metadata), or 0
 
 
 class LogDetails(PathDetails):
@@ -156,6 +157,10 @@ class StatusPayload(BaseModel):
     restarts: int = 0
     local: LocalDetails | None = None
     next_steps: list[str] = []
+    state: str = "stopped"  # the verdict (runtimes.verdict): ready | healthy | starting | stopped | failed
+    reason: str = ""
+    cause: str = ""
+    mcp_url: str = ""
 
 
 class StopPayload(StatusPayload):
@@ -205,6 +210,11 @@ class ConnectPayload(BaseModel):
     pid: int | None = None
     exit_code: int | None = None
     restart_policy: str = "no"
+    state: str = "stopped"  # the verdict (runtimes.verdict): ready | healthy | starting | stopped | failed
+    reason: str = ""
+    cause: str = ""
+    mcp_url: str = ""
+    tunnel_created: bool = False
 
 
 class CreatePayload(BaseModel):
@@ -213,6 +223,8 @@ class CreatePayload(BaseModel):
     admin_profile: str
     admin_profile_path: str
     state_root: str
+    created: bool = False  # False: an existing tunnel of that name was reused
+    mcp_url: str = ""
 
 
 class AliasView(BaseModel):

@@ -10,6 +10,7 @@ import httpx2
 from tunnel_core import USER_AGENT
 from tunnel_core.ops.health import normalize_base_url
 from tunnel_core.runtimes.models import EndpointProbe, HealthProbe, LiveAdminUI, PollHealth
+from tunnel_core.runtimes.verdict import REJECTING, http_status
 from tunnel_core.state.root import StateRoot
 
 PROBE_TIMEOUT = 1.0
@@ -77,6 +78,12 @@ def fetch_status(base_url: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def control_plane_rejection(base_url: str) -> int:
+    """The HTTP status (401, 403, 404) with which the control plane rejects this runtime's tunnel, or 0."""
+    code = poll_health(fetch_status(base_url)).status_code if base_url else 0
+    return code if code in REJECTING else 0
+
+
 def find_live_admin_ui(root: StateRoot, tunnel_id: str, skip_base_url: str) -> LiveAdminUI:
     """A live operator UI (from any health URL file of this root) serving ``tunnel_id``."""
     try:
@@ -103,7 +110,12 @@ def poll_health(status: dict[str, Any] | None) -> PollHealth:
     last_error = str(status.get("last_poll_error") or "")
     if last_error:
         return PollHealth(state="unhealthy", reason="the last control-plane poll failed", last_success=last_success,
-                          last_error=last_error)
+                          last_error=last_error, status_code=http_status(last_error))
+    metadata_error = str(status.get("tunnel_metadata_error") or "")
+    if http_status(metadata_error) in REJECTING:
+        return PollHealth(state="unhealthy", reason="the control plane refused the tunnel metadata request",
+                          last_success=last_success, last_error=metadata_error,
+                          status_code=http_status(metadata_error))
     if last_success:
         return PollHealth(state="healthy", last_success=last_success)
     if status.get("tunnel_metadata"):

@@ -90,16 +90,27 @@ def write_runtime_profile(path: Path, content: dict[str, object]) -> None:
         raise ConfigError(f"profile {path}: cannot write it ({exc.strerror}); check --profile-dir") from None
 
 
-def api_key_ref_from_profile(path: str) -> str:
-    """The ``control_plane.api_key`` reference of a generated profile, or "" (never a literal)."""
+def _control_plane_section(path: str) -> dict[str, object]:
     if not path.strip():
-        return ""
+        return {}
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ""
+        return {}
     cp = data.get("control_plane") if isinstance(data, dict) else None
-    ref = cp.get("api_key") if isinstance(cp, dict) else None
+    return cp if isinstance(cp, dict) else {}
+
+
+def profile_control_plane(path: str) -> tuple[str, str]:
+    """(``base_url``, ``url_path``) of a generated profile: where its runtime polls; ("", "") if unknown."""
+    cp = _control_plane_section(path)
+    base, url_path = cp.get("base_url"), cp.get("url_path")
+    return (base if isinstance(base, str) else ""), (url_path if isinstance(url_path, str) else "")
+
+
+def api_key_ref_from_profile(path: str) -> str:
+    """The ``control_plane.api_key`` reference of a generated profile, or "" (never a literal)."""
+    ref = _control_plane_section(path).get("api_key")
     if not isinstance(ref, str):
         return ""
     try:

@@ -139,10 +139,18 @@ def _result(root: StateRoot, p: AdminProfile, active: str) -> AdminProfileResult
     )
 
 
+class UnknownAdminProfile(UsageError):
+    """An admin profile was named that does not exist (``name`` is the normalised name)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"admin profile {name} is not known; create it with 'tunnel-client admin-profiles set {name}'")
+        self.name = name
+
+
 def _known(data: AdminProfilesFile, name: str) -> AdminProfile:
     profile = data.profiles.get(name)
     if profile is None:
-        raise UsageError(f"admin profile {name} is not known; create it with 'tunnel-client admin-profiles set {name}'")
+        raise UnknownAdminProfile(name)
     return profile
 
 
@@ -221,13 +229,20 @@ def delete_admin_profile(env: Mapping[str, str], name: str) -> AdminProfileDelet
 
 def resolve_admin_profile(
     root: StateRoot, env: Mapping[str, str], *, requested: str = "", admin_key: str = "", base_url: str = "",
-    url_path: str = "", fallback_name: str = "",
+    url_path: str = "", fallback_name: str = "", must_exist: bool = False, persist: bool = True,
 ) -> EffectiveAdminProfile:
-    """The profile a runtimes command uses; saved (and activated) when new or changed. Caller holds the lock."""
+    """The profile a runtimes command uses; saved (and activated) when new or changed. Caller holds the lock.
+
+    ``must_exist``: an explicitly ``requested`` name that is not saved raises UnknownAdminProfile
+    instead of being created (the agent tools: a mistyped name must not become a new profile).
+    ``persist=False`` never writes (read-only commands).
+    """
     name = _first(requested, fallback_name, env.get("TUNNEL_MCP_ADMIN_PROFILE", ""), DEFAULT_PROFILE)
     name = normalize_alias(name)
     data = load_admin_profiles(root)
     existing = data.profiles.get(name)
+    if existing is None and must_exist and requested.strip():
+        raise UnknownAdminProfile(name)
     stored = existing or AdminProfile(name=name)
     resolved = AdminProfile(
         name=name,
@@ -242,7 +257,7 @@ def resolve_admin_profile(
     changed = existing is None or (
         existing.control_plane_base_url, existing.control_plane_url_path, existing.admin_key
     ) != (resolved.control_plane_base_url, resolved.control_plane_url_path, resolved.admin_key)
-    if changed:
+    if changed and persist:
         data.profiles[name] = resolved.model_copy(update={"updated_at": utc_now()})
         data.active_profile = name
         root.ensure_dirs()
