@@ -3,6 +3,8 @@
 Sockets are bound and listening before the server task starts, so the port is known
 at once (``:0`` works) and early connections wait in the backlog instead of failing.
 Signal handling stays with the caller: uvicorn's own handlers are disabled.
+:func:`serve` runs uvicorn (the tunnel service, the demo MCP server); :func:`serve_lean` runs
+the small server of ``asgiserver.py`` that the relay's operator listener uses.
 """
 
 from __future__ import annotations
@@ -16,31 +18,17 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from anyio.abc import TaskGroup
 
 from tunnel_core.config.settings import parse_listen_addr
 from tunnel_core.listen import bind_host, display_host, dual_stack
-
-try:
-    import httptools  # noqa: F401
-
-    _HTTP_IMPL = "httptools"
-except ImportError:  # pragma: no cover - optional speed-up
-    _HTTP_IMPL = "h11"
-
-
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 @dataclass(slots=True)
 class Served:
     host: str
     port: int
-    server: uvicorn.Server
+    server: Any  # uvicorn.Server or asgiserver.LeanServer: both stop when should_exit is set
     scheme: str = "http"
     unix_path: str = ""
 
@@ -142,6 +130,19 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
 
     ``options`` are extra uvicorn.Config arguments (TLS: ``ssl_certfile``/``ssl_keyfile``; limits).
     """
+    import uvicorn  # not at the top: the relay's operator listener does without it
+
+    class _QuietServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield
+
+    try:
+        import httptools  # noqa: F401
+
+        http_impl = "httptools"
+    except ImportError:  # pragma: no cover - optional speed-up
+        http_impl = "h11"
     config = uvicorn.Config(
         _LifespanGuard(app),
         log_config=None,
@@ -150,7 +151,7 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
         timeout_graceful_shutdown=int(graceful) or 1,
         timeout_keep_alive=30,
         ws="none",
-        http=_HTTP_IMPL,
+        http=http_impl,
         **(options or {}),
     )
     server = _QuietServer(config)
@@ -160,3 +161,15 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
     host, port = sock.getsockname()[:2]
     tg.start_soon(server.serve, [sock])
     return Served(host, port, server, "https" if config.ssl_certfile else "http")
+
+
+def serve_lean(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0) -> Served:
+    """Like :func:`serve`, with the small server of ``asgiserver.py`` (HTTP only, no lifespan, no TLS)."""
+    from tunnel_core.asgiserver import LeanServer
+
+    server = LeanServer(app, sock, graceful=graceful)
+    tg.start_soon(server.serve)
+    if sock.family == socket.AF_UNIX:
+        return Served("", 0, server, unix_path=str(sock.getsockname()))
+    host, port = sock.getsockname()[:2]
+    return Served(host, port, server)

@@ -33,10 +33,9 @@ from tunnel_core.netconfig import (
     mcp_pool,
     route_summary,
 )
-from tunnel_core.netserve import bind, bind_unix, serve
+from tunnel_core.netserve import bind, bind_unix, serve_lean
 from tunnel_core.oauth.assemble import build_oauth, startup_discovery
 from tunnel_core.opsserver.app import build_ops_app
-from tunnel_core.opsserver.bundle import runtime_snapshot
 from tunnel_core.opsserver.context import OpsContext, iso
 from tunnel_core.proxyhealth import ProxyHealth, routes_of
 from tunnel_core.relay.dispatcher import Dispatcher
@@ -143,6 +142,13 @@ def status_payload(settings: Settings, state: RuntimeState, targets: dict[str, T
     }
 
 
+def _runtime_snapshot(settings: Settings) -> dict[str, Any]:
+    """The support bundle's runtime section (loaded with the bundle code, on first use)."""
+    from tunnel_core.opsserver.bundle import runtime_snapshot
+
+    return dict(runtime_snapshot(settings, sys.argv, os.environ))
+
+
 def _process_facts() -> dict[str, int]:
     """Resource counters for operators and leak checks (tasks, open descriptors, resident memory)."""
     import asyncio
@@ -213,13 +219,13 @@ async def run_client(
             handle.ops = OpsContext(
                 state=state, metrics=metrics, status=lambda: status_payload(settings, state, targets),
                 allow_remote_ui=settings.allow_remote_ui, logs=log_buffer, traffic=traffic,
-                runtime=lambda: runtime_snapshot(settings, sys.argv, os.environ),
+                runtime=lambda: _runtime_snapshot(settings),
                 oauth=oauth.discovery.state.snapshot, harpoon=oauth.harpoon,
                 system_extra=lambda: {**route_summary(settings), "proxy_identity_map": proxies.identity_map(),
                                       "proxy_health": proxies.health()},
                 proxy_routes=proxies.route_views,
             )
-            ops = serve(build_ops_app(handle.ops), ops_sock, outer)
+            ops = serve_lean(build_ops_app(handle.ops), ops_sock, outer)
             handle.health_url = ops.url
             if url_file:
                 atomic_write(url_file, ops.url + "\n", mode=0o600)

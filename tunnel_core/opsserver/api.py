@@ -34,6 +34,7 @@ from starlette.routing import Route
 from tunnel_core import logs, tracing
 from tunnel_core.opsserver import bundle, codex, harpoon
 from tunnel_core.opsserver.context import iso
+from tunnel_core.opsserver.probes import metrics_text
 from tunnel_core.targets.base import ProbeResult
 
 if TYPE_CHECKING:
@@ -146,13 +147,6 @@ def traffic_body(ctx: OpsContext, limit: int = 100) -> dict[str, Any]:
 
 def level_body() -> dict[str, Any]:
     return {"level": logs.current_level(), "supported_levels": list(logs.RUNTIME_LEVELS)}
-
-
-def metrics_text(ctx: OpsContext) -> bytes:
-    ready, _ = ctx.state.readiness()
-    ctx.metrics.readiness.set(1 if ready else 0)
-    ctx.metrics.liveness.set(1)
-    return ctx.metrics.render()
 
 
 def routes(ctx: OpsContext) -> list[Route]:

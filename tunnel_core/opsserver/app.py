@@ -13,12 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-
-from tunnel_core.opsserver import api, harpoon, ui
+from tunnel_core.opsserver import probes
 from tunnel_core.opsserver.context import OpsContext
 from tunnel_core.opsserver.guard import Guard
 
@@ -26,24 +21,50 @@ NO_CACHE = {"Cache-Control": "no-store"}
 
 
 def build_ops_app(ctx: OpsContext) -> Any:
-    """The ASGI app of the operator listener, loopback/same-origin guard included."""
+    """The ASGI app of the operator listener, loopback/same-origin guard included.
 
-    async def healthz(_: Request) -> Response:
-        ctx.metrics.liveness.set(1)
-        return PlainTextResponse("live", headers=NO_CACHE)
+    GET/HEAD of the probe paths are answered without a framework (they are open to every
+    client, so the guard has nothing to check); anything else goes to the full app, built
+    on first use.
+    """
+    full: Any = None
 
-    async def readyz(_: Request) -> Response:
-        ready, text = ctx.state.readiness()
-        ctx.metrics.readiness.set(1 if ready else 0)
-        return PlainTextResponse(text, status_code=200 if ready else 503, headers=NO_CACHE)
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal full
+        if scope["type"] == "http" and scope["path"] in probes.PATHS and scope["method"] in ("GET", "HEAD"):
+            status, ctype, body = probes.answer(ctx, scope["path"])
+            headers = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]
+            if scope["path"] != "/metrics":
+                headers.append((b"cache-control", b"no-store"))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if full is None:
+            full = build_full_app(ctx)
+        await full(scope, receive, send)
 
-    async def metrics_endpoint(_: Request) -> Response:
-        return Response(api.metrics_text(ctx), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return app
+
+
+def build_full_app(ctx: OpsContext) -> Any:
+    """Every route of the listener (UI, APIs, Harpoon, and the probes for other methods) on Starlette."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from tunnel_core.opsserver import api, harpoon, ui
+
+    def probe(path: str) -> Any:
+        async def endpoint(_: Request) -> Response:
+            status, ctype, body = probes.answer(ctx, path)
+            return Response(body, status_code=status, media_type=ctype,
+                            headers=None if path == "/metrics" else NO_CACHE)
+
+        return endpoint
 
     app = Starlette(routes=[
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *(Route(path, probe(path), methods=["GET"]) for path in sorted(probes.PATHS)),
         *ui.routes(ctx),
         *api.routes(ctx),
         *harpoon.routes(ctx),
