@@ -105,6 +105,7 @@ async def run_dev_proxy(
         "cfg__mcp__commands": opts.mcp_commands or None,
         "cfg__health__listen_addr": opts.health_listen_addr,
         "cfg__log__level": opts.log_level,
+        "cfg__admin_ui__open_browser": "false",  # as the reference: a dev proxy never opens a browser
         "profile": opts.profile or None, "profile_file": opts.profile_file or None,
         "profile_dir": opts.profile_dir or None,
         **opts.extra_flags,
@@ -169,7 +170,7 @@ async def run_dev_proxy(
 
 
 _CLIENT_ENV_PREFIXES = ("CONTROL_PLANE_", "MCP_", "HEALTH_", "LOG_", "TUNNEL_CLIENT_", "OPENAI_API_KEY", "PID_FILE",
-                        "HARPOON_", "CA_BUNDLE", "ADMIN_UI_", "ALLOW_REMOTE_UI")
+                        "HARPOON_", "CA_BUNDLE", "ADMIN_UI_", "ALLOW_REMOTE_UI", "OPEN_WEB_UI", "PROXY_CHECK_INTERVAL")
 
 
 def _remove_socket(path: str) -> None:

@@ -85,12 +85,15 @@ def test_client_configuration_from_a_profile(tmp_path: Path, how: str) -> None:
     (profiles / "stdio-demo.yaml").write_text(
         "config_version: 1\n"
         "control_plane:\n  base_url: https://api.openai.com\n  tunnel_id: tunnel_" + "0" * 32 + "\n"
+        "admin_ui:\n  open_browser: true\n"  # init --open-web-ui writes this; a dev proxy ignores it
         "mcp:\n  commands:\n    - channel: main\n      command: " + STDIO_COMMAND + "\n")
     selection = (["--profile", "stdio-demo", "--profile-dir", str(profiles)] if how == "profile"
                  else ["--profile-file", str(profiles / "stdio-demo.yaml")])
-    proc = _proxy(tmp_path, *selection)
+    proc = _proxy(tmp_path, *selection, "--log.level", "info")
     try:
         url = proc.wait_stdout(r"^MCP URL: (\S+)$").group(1)
+        # a browser would have been started (and logged) before the URL is printed
+        assert "opening the web UI" not in proc.output() and "cannot open the web UI" not in proc.output()
         assert url.endswith(f"/v1/mcp/{TUNNEL}")
         with httpx2.Client(timeout=WAIT, trust_env=False) as client:
             result = _call(client, url, "echo", {"text": "from the profile's stdio server"})
