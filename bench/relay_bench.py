@@ -521,10 +521,11 @@ def main() -> None:
     ap.add_argument("--levels", default="8,32,128", help="concurrency levels of the headline throughput")
     ap.add_argument("--idle-wait", type=float, default=3.0, help="seconds after ready before the idle RSS")
     ap.add_argument("--skip-curves", action="store_true")
+    ap.add_argument("--skip-headline", action="store_true", help="only the curves (and the CLI/dev proxy figures)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "relay_bench.json"))
     a = ap.parse_args()
     levels = [int(x) for x in a.levels.split(",")]
-    targets = ["http", "stdio"] if a.target == "both" else [a.target]
+    targets = [] if a.skip_headline else ["http", "stdio"] if a.target == "both" else [a.target]
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "code": os.environ.get("PYTHONPATH", str(ROOT))},

@@ -91,6 +91,7 @@ class Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._header_bytes = 0
         self._paused = False
+        self._reading_all = False
         self._no_body = False
         self._interim = False
         self.counted = True  # holds one of the pool's connection slots until it is lost
@@ -177,7 +178,7 @@ class Connection(asyncio.Protocol):
             return
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > READ_HIGH_WATER and not self._paused and self.transport is not None:
+        if self.buffered > READ_HIGH_WATER and not self._reading_all and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
         self._wake()
@@ -200,6 +201,7 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.status, self.raw_headers, self.head_done, self.complete = 0, [], False, False
         self._head_bytes, self._header_bytes, self._no_body, self._error, self._interim = 0, 0, head_only, None, False
+        self._reading_all = False
         self.chunks.clear()
         self.buffered = 0
         if deadline is not None:
@@ -231,6 +233,10 @@ class Connection(asyncio.Protocol):
         return chunk
 
     async def read_all(self) -> bytes:
+        self._reading_all = True  # the whole body is wanted: never pause the socket for it
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
         while not self.complete:
             await self._wait()
         data = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]

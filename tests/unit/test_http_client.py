@@ -288,3 +288,44 @@ async def test_an_idle_connection_the_server_closed_is_not_reused(serve: object)
         assert server.connections == 2
     finally:
         await pool.aclose()
+
+
+async def test_bodies_larger_than_the_read_buffer_arrive_whole(serve: object) -> None:
+    big = bytes(range(256)) * (12 * 1024)  # 3 MiB, three times the pause threshold
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big) + big
+    server, url = await start_with(serve, keep_alive(answer, answer, answer))  # type: ignore[arg-type]
+    pool = HTTPPool()
+    try:
+        assert (await pool.request("POST", url + "/", headers=[], content=big)).body == big
+        async with pool.stream("GET", url + "/", headers=[]) as resp:
+            assert await resp.aread() == big
+        async with pool.stream("GET", url + "/", headers=[]) as resp:
+            assert b"".join([c async for c in resp.aiter_bytes()]) == big
+    finally:
+        await pool.aclose()
+    assert server.connections == 1 and server.requests[0].endswith(big)
+
+
+async def _events(chunks: list[bytes]) -> list[tuple[str, str]]:
+    from tunnel_core.targets.http import iter_sse
+
+    async def gen() -> AsyncIterator[bytes]:
+        for c in chunks:
+            yield c
+
+    return [e async for e in iter_sse(gen())]
+
+
+async def test_sse_events_split_anywhere_across_chunks_decode_the_same() -> None:
+    stream = b"event: message\r\ndata: {\"a\":1}\r\n\r\n: ping\r\n\r\ndata: line1\r\ndata: line2\r\n\r\n"
+    expected = [("message", '{"a":1}'), ("", "line1\nline2")]
+    assert await _events([stream]) == expected
+    for cut in range(1, len(stream)):  # every split point, CRLF halves included
+        assert await _events([stream[:cut], stream[cut:]]) == expected, cut
+    assert await _events([bytes([b]) for b in stream]) == expected
+
+
+async def test_a_multi_megabyte_sse_event_in_many_chunks_is_one_event() -> None:
+    payload = b"x" * (4 * 1024 * 1024)
+    chunks = [b"data: "] + [payload[i:i + 4096] for i in range(0, len(payload), 4096)] + [b"\n", b"\n"]
+    assert await _events(chunks) == [("", payload.decode())]

@@ -274,17 +274,31 @@ async def _read_capped(resp: StreamResponse, cap: int) -> bytes | None:
 
 
 async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, str]]:
-    """Yield (event, data) for each server-sent event; the caller keeps ``chunks`` for draining."""
-    buf = b""
+    """Yield (event, data) for each server-sent event; the caller keeps ``chunks`` for draining.
+
+    Linear in the stream's size: each byte is searched once for the blank line that ends an
+    event (a multi-megabyte event arrives in many chunks), and a CRLF split across two chunks
+    stays one line break.
+    """
+    buf = bytearray()
+    scanned = 0  # bytes of buf already searched for a blank line
+    half_crlf = False  # the previous chunk ended with CR, whose LF may start this one
     async for chunk in chunks:
+        if half_crlf and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        half_crlf = False
+        if b"\r" in chunk:
+            half_crlf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buf += chunk
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         while True:
-            end = buf.find(b"\n\n")
+            end = buf.find(b"\n\n", max(0, scanned - 1))
             if end < 0:
+                scanned = len(buf)
                 break
-            frame, buf = buf[:end], buf[end + 2 :]
+            frame = bytes(buf[:end])
+            del buf[: end + 2]
+            scanned = 0
             event, data = "", []
             for line in frame.split(b"\n"):
                 if line.startswith(b"data:"):
