@@ -37,7 +37,7 @@ from tests.support.codex_env import (
     run_codex,
     run_turn,
 )
-from tests.support.fake_model import API_KEY_ENV, Call, FakeModel, Say, start_fake_model, tool_outputs
+from tests.support.fake_model import API_KEY_ENV, Call, FakeModel, Say, running_fake_model, tool_outputs
 from tests.support.servers import BackgroundLoop
 from tunnel_core.codex.bundle import FORWARDED_ENV
 
@@ -56,10 +56,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[Se
 
 @pytest.fixture(scope="module")
 def fake(bg: BackgroundLoop) -> Iterator[FakeModel]:
-    model = start_fake_model(bg, lambda body: [Say("nothing scripted")])
-    yield model
-    assert model.server is not None
-    model.server.stop()
+    with running_fake_model(bg, lambda body: [Say("nothing scripted")]) as model:
+        yield model
 
 
 @pytest.fixture

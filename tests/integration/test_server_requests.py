@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
@@ -30,7 +30,7 @@ from tests.support.fake_model import (
     FakeModel,
     Say,
     offered_tools,
-    start_fake_model,
+    running_fake_model,
     tool_outputs,
 )
 from tests.support.faulty import FaultyService
@@ -38,10 +38,11 @@ from tests.support.proc import TUNNEL_CLIENT, Proc, base_env
 from tests.support.redis_helpers import RedisServer, ServiceProc, running_redis, start_service
 from tests.support.servers import BackgroundLoop
 from tests.support.targets import MCPTarget
-from tests.support.tunnel import StartClient, new_tunnel_id, start_client
+from tests.support.tunnel import ClientRun, StartClient, new_tunnel_id, start_client
 
 WAIT = 20.0
 TARGETS = ["http", "stdio"]
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +94,19 @@ def test_sdk_client_answers_sampling_and_elicitation_and_the_session_stays_usabl
     run.wait_readyz()
     caller = Caller()
 
-    async def go() -> tuple[types.CallToolResult, types.CallToolResult, types.CallToolResult]:
+    async def go() -> tuple[types.CallToolResult, ...]:
         async with caller.client(faulty.mcp_url(run.tunnel_id)) as c:
             sampled = await c.call_tool("trigger-sampling-request", {"prompt": "relay me"})
             elicited = await c.call_tool("trigger-elicitation-request", {})
+            # server-everything asks for roots inside the call only over stdio (over HTTP it uses its
+            # standalone stream, which the tunnel does not relay: see the feature matrix).
+            rooted = await c.call_tool("get-roots-list", {}) if kind == "stdio" else None
             after = await c.call_tool("echo", {"message": "still here"})
-            return sampled, elicited, after
+            return sampled, elicited, after, *([rooted] if rooted else [])
 
-    sampled, elicited, after = anyio.run(go)
+    sampled, elicited, after, *rooted = anyio.run(go)
+    if kind == "stdio":
+        assert caller.roots_asked >= 1 and "URI: file:///srv/project" in text_of(rooted[0])
     # Each callback was asked what the server asked, and the server received what the callback answered.
     assert caller.sampled == ["Resource trigger-sampling-request context: relay me"]
     assert not sampled.is_error and "sampled by the caller" in text_of(sampled)
@@ -141,6 +147,26 @@ async def stream_call(client: httpx2.AsyncClient, url: str, session: dict[str, s
     return resp.status_code, received
 
 
+Scenario = Callable[[httpx2.AsyncClient, dict[str, str]], Awaitable[T]]
+
+
+def in_session(url: str, scenario: Scenario[T]) -> T:
+    """Open an MCP session through the front door at ``url`` and run ``scenario(client, session_headers)``."""
+
+    async def go() -> T:
+        async with fd.http_client() as client:
+            with anyio.fail_after(WAIT):
+                return await scenario(client, await fd.open_session(client, url))
+
+    return anyio.run(go)
+
+
+def http_relay(relay_on: StartClient, target: MCPTarget) -> ClientRun:
+    run = relay_on("--mcp.server-url", target.url)
+    run.wait_readyz()
+    return run
+
+
 def ask_call(question: str, timeout: float) -> dict[str, Any]:
     return fd.request("tools/call", {"name": "ask", "arguments": {"question": question, "timeout": timeout}})
 
@@ -148,26 +174,20 @@ def ask_call(question: str, timeout: float) -> dict[str, Any]:
 def test_wire_shapes_of_a_server_request_and_the_callers_answer(
     relay_on: StartClient, faulty: FaultyService, mcp_target: MCPTarget,
 ) -> None:
-    run = relay_on("--mcp.server-url", mcp_target.url)
-    run.wait_readyz()
+    run = http_relay(relay_on, mcp_target)
     url = faulty.mcp_url(run.tunnel_id)
     call = ask_call("What is the answer?", WAIT)
     answers: list[httpx2.Response] = []
 
-    async def scenario() -> tuple[int, list[dict[str, Any]]]:
-        async with fd.http_client() as client:
-            with anyio.fail_after(WAIT):
-                session = await fd.open_session(client, url)
+    async def scenario(client: httpx2.AsyncClient, session: dict[str, str]) -> tuple[int, list[dict[str, Any]]]:
+        async def answer(msg: dict[str, Any]) -> None:
+            reply = {"jsonrpc": "2.0", "id": msg["id"], "result": {"action": "accept", "content": {"answer": "42"}}}
+            resp, _ = await fd.post(client, url, reply, session)
+            answers.append(resp)
 
-                async def answer(msg: dict[str, Any]) -> None:
-                    reply = {"jsonrpc": "2.0", "id": msg["id"], "result": {"action": "accept",
-                                                                           "content": {"answer": "42"}}}
-                    resp, _ = await fd.post(client, url, reply, session)
-                    answers.append(resp)
+        return await stream_call(client, url, session, call, answer)
 
-                return await stream_call(client, url, session, call, answer)
-
-    status, received = anyio.run(scenario)
+    status, received = in_session(url, scenario)
     assert status == 200
     # The caller sees the server's request exactly as sent: its own id, method and params.
     request, final = received
@@ -180,25 +200,46 @@ def test_wire_shapes_of_a_server_request_and_the_callers_answer(
     assert any(a["resp_code"] == 202 for a in acks)
 
 
+@pytest.mark.filterwarnings("ignore:The logging capability is deprecated")  # still in every handshake-era client
+def test_server_ping_and_a_log_message_tied_to_the_call_reach_the_caller(
+    relay_on: StartClient, faulty: FaultyService, mcp_target: MCPTarget,
+) -> None:
+    url = faulty.mcp_url(http_relay(relay_on, mcp_target).tunnel_id)
+
+    async def scenario(client: httpx2.AsyncClient, session: dict[str, str]) -> tuple[list[Any], list[Any]]:
+        async def pong(msg: dict[str, Any]) -> None:
+            resp, _ = await fd.post(client, url, {"jsonrpc": "2.0", "id": msg["id"], "result": {}}, session)
+            assert resp.status_code == 202
+
+        ping = fd.request("tools/call", {"name": "ping_caller", "arguments": {}})
+        _, pinged = await stream_call(client, url, session, ping, pong)
+        level, _ = await fd.post(client, url, fd.request("logging/setLevel", {"level": "info"}), session)
+        assert level.status_code == 200
+        shout = fd.request("tools/call", {"name": "shout", "arguments": {"text": "heard inside the call"}})
+        _, shouted = await stream_call(client, url, session, shout, pong)
+        return pinged, shouted
+
+    pinged, shouted = in_session(url, scenario)
+    assert [m.get("method") for m in pinged] == ["ping", None]
+    assert pinged[-1]["result"]["content"][0]["text"] == "pong"
+    logs = [m["params"] for m in shouted if m.get("method") == "notifications/message"]
+    assert [(p["level"], p["data"]) for p in logs] == [("info", "heard inside the call")]
+    assert shouted[-1]["result"]["content"][0]["text"] == "heard inside the call"
+
+
 def test_caller_that_never_answers_gets_the_servers_own_timeout_not_a_relay_failure(
     relay_on: StartClient, faulty: FaultyService, mcp_target: MCPTarget,
 ) -> None:
-    run = relay_on("--mcp.server-url", mcp_target.url)
-    run.wait_readyz()
-    url = faulty.mcp_url(run.tunnel_id)
+    url = faulty.mcp_url(http_relay(relay_on, mcp_target).tunnel_id)
     asked: list[dict[str, Any]] = []
 
-    async def scenario() -> tuple[int, list[dict[str, Any]]]:
-        async with fd.http_client() as client:
-            with anyio.fail_after(WAIT):
-                session = await fd.open_session(client, url)
+    async def scenario(client: httpx2.AsyncClient, session: dict[str, str]) -> tuple[int, list[dict[str, Any]]]:
+        async def ignore(msg: dict[str, Any]) -> None:
+            asked.append(msg)
 
-                async def ignore(msg: dict[str, Any]) -> None:
-                    asked.append(msg)
+        return await stream_call(client, url, session, ask_call("Anyone there?", 0.5), ignore)
 
-                return await stream_call(client, url, session, ask_call("Anyone there?", 0.5), ignore)
-
-    status, received = anyio.run(scenario)
+    status, received = in_session(url, scenario)
     assert status == 200 and len(asked) == 1
     final = received[-1]["result"]
     assert final["isError"] is True
@@ -250,10 +291,8 @@ CODEX_PLAN = [("call_elicit", "trigger_elicitation_request", {}),
 
 @pytest.fixture(scope="module")
 def fake(bg: BackgroundLoop) -> Iterator[FakeModel]:
-    model = start_fake_model(bg, lambda body: [Say("nothing scripted")])
-    yield model
-    assert model.server is not None
-    model.server.stop()
+    with running_fake_model(bg, lambda body: [Say("nothing scripted")]) as model:
+        yield model
 
 
 def plan_policy(missing: list[str]) -> Any:

@@ -12,9 +12,10 @@ A policy returns ``Say`` (an assistant message, streamed as two deltas) and/or `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +186,17 @@ class FakeModel:
 
         return Starlette(routes=[Route("/v1/responses", responses, methods=["POST"]),
                                  Route("/v1/models", models, methods=["GET"])])
+
+
+@contextlib.contextmanager
+def running_fake_model(bg: BackgroundLoop, policy: Policy) -> Iterator[FakeModel]:
+    """A fake served for the duration of the block (set ``.policy`` to script it)."""
+    model = start_fake_model(bg, policy)
+    try:
+        yield model
+    finally:
+        assert model.server is not None
+        model.server.stop()
 
 
 def start_fake_model(bg: BackgroundLoop, policy: Policy) -> FakeModel:

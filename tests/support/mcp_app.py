@@ -12,6 +12,9 @@ Tools:
   stream and waits ``timeout`` seconds for the answer; returns the caller's action (``accept``
   with its ``answer``, ``decline``, ``cancel``) or, when nobody answers in time, this server's
   own timeout as a tool error.
+- ``ping_caller``: sends ``ping`` to the caller inside this call; returns ``pong`` once answered.
+- ``shout {text}``: sends ``text`` as a log message (``notifications/message``) tied to this
+  call, then returns it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
-from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult
+from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult, EmptyResult, PingRequest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -90,6 +93,17 @@ def build_mcp_app(gates: Gates) -> Starlette:
             raise ToolError(f"no answer from the caller: {exc.error.message}") from None
         answer = (result.content or {}).get("answer", "")
         return f"{result.action}: {answer}" if answer else result.action
+
+    @server.tool(description="Ping the caller from inside this call")
+    async def ping_caller(ctx: Context) -> str:
+        await ctx.session.send_request(PingRequest(), EmptyResult, request_read_timeout_seconds=GATE_TIMEOUT,
+                                       metadata=ServerMessageMetadata(related_request_id=ctx.request_id))
+        return "pong"
+
+    @server.tool(description="Log `text` at info level inside this call, then return it")
+    async def shout(text: str, ctx: Context) -> str:
+        await ctx.info(text)
+        return text
 
     mcp_app = server.streamable_http_app(streamable_http_path="/mcp")
 
