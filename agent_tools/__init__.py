@@ -1,13 +1,18 @@
 """The tunnel-client agent tool server: an MCP server (stdio) that Codex starts from the plugin.
 
-Each tool calls ``tunnel_core`` in-process and returns the same pydantic payload as the
-matching ``tunnel-client ... --json`` command as structured content, with a one-line text
-summary. Start it with ``tunnel-client codex mcp-server`` or ``python -m agent_tools``.
+``python -m agent_tools`` (and ``tunnel-client codex mcp-server``) is the stdio front: standard
+library only, it answers the handshake and the listings in milliseconds and runs the ``mcp``
+SDK server (``python -m agent_tools.server``) as its child for everything else. Each tool calls
+``tunnel_core`` in-process and returns structured content written for a model.
 
-toolkit        ToolSpec -> MCP tool: strict inputs, annotations, results, errors with a next step
+front          the stdio front (start-up, relay, child restarts)
+listing        server identity, prompts and resources, shared by the front and the SDK server
+catalogue      catalogue.json: the SDK server's tools/list, recorded for the front (drift-checked)
+toolkit        ToolSpec -> MCP tool: strict inputs, either/or rules, annotations, results, errors
 common         shared checks: trusted control-plane URLs, the tunnel-client in use, key references
-setup_tools    quickstart, help, init_profile, list_profiles, doctor
-runtime_tools  connect/status/list/stop/remove/cleanup runtimes, and the reference plugin's tool names
-admin_tools    admin tunnels list/get/create/update/delete, admin profiles
-server         the composition root: tools, resources (docs, help topics), prompts, instructions
+setup_tools    help, install_or_select_tunnel_client, init_profile, doctor
+runtime_tools  connect_stdio_mcp, create_tunnel_runtime, runtime_status, list_runtime_aliases,
+               stop_runtime, remove_runtime (the reference plugin's names, one tool per job)
+admin_tools    update_tunnel, delete_tunnel, set_admin_profile
+server         the SDK server's composition root: tools, resources, prompts, instructions
 """

@@ -2,7 +2,7 @@
 the Responses API as the model provider, and the local tunnel service (``dev tunnel-service``).
 
 install -> ``codex mcp list`` and an app-server ``mcpServer/tool/call``; a fake-model turn that
-calls connect_runtime then runtime_status starts a real runtime whose front door answers;
+calls connect_stdio_mcp then runtime_status starts a real runtime whose front door answers;
 uninstall restores config.toml byte for byte; the marketplace route; ``codex status``.
 """
 

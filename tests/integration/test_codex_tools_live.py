@@ -6,7 +6,6 @@ the result gave, stop twice, remove, delete, and the stale alias that leaves."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from tests.support.admin_helpers import (
     Keys,
     Service,
     assert_no_secrets,
-    base_env,
-    kill_runtimes,
 )
 from tests.support.targets import MCPTarget
 
@@ -29,14 +26,8 @@ WAIT = 60.0
 
 
 @pytest.fixture
-def env(tmp_path: Path, service: Service, keys: Keys) -> Iterator[dict[str, str]]:
-    values = base_env(tmp_path, TUNNEL_CLIENT_STATE_DIR=str(tmp_path / "state"),
-                      TUNNEL_CLIENT_PROFILE_DIR=str(tmp_path / "profiles"), CONTROL_PLANE_BASE_URL=service.base_url,
-                      OPENAI_ADMIN_KEY=keys.admin, CONTROL_PLANE_API_KEY=keys.runtime)
-    try:
-        yield values
-    finally:
-        kill_runtimes(str(tmp_path))
+def env(tools_env: dict[str, str]) -> dict[str, str]:
+    return tools_env
 
 
 async def call(client: Client, tool: str, args: dict[str, Any]) -> tuple[Any, str]:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,6 @@ from tests.support.admin_helpers import (
     Keys,
     Service,
     assert_no_secrets,
-    base_env,
-    kill_runtimes,
 )
 
 pytestmark = pytest.mark.slow
@@ -42,14 +39,8 @@ UNKNOWN_TUNNEL = "tunnel_" + "0" * 32
 
 
 @pytest.fixture
-def env(tmp_path: Path, service: Service, keys: Keys) -> Iterator[dict[str, str]]:
-    values = base_env(tmp_path, TUNNEL_CLIENT_STATE_DIR=str(tmp_path / "state"),
-                      TUNNEL_CLIENT_PROFILE_DIR=str(tmp_path / "profiles"), CONTROL_PLANE_BASE_URL=service.base_url,
-                      OPENAI_ADMIN_KEY=keys.admin, CONTROL_PLANE_API_KEY=keys.runtime)
-    try:
-        yield values
-    finally:
-        kill_runtimes(str(tmp_path))
+def env(tools_env: dict[str, str]) -> dict[str, str]:
+    return tools_env
 
 
 class Tools:

@@ -134,3 +134,43 @@ def app_server_request(env: Mapping[str, str], cwd: Path, method: str, params: d
             return await s.request(method, params)
 
     return anyio.run(go)
+
+
+@dataclass(slots=True)
+class ExecRun:
+    """One ``codex exec --json`` run: its exit code, events, final message and MCP tool calls."""
+
+    returncode: int
+    events: list[dict[str, Any]]
+    stderr: str
+    seconds: float
+
+    def items(self, kind: str) -> list[dict[str, Any]]:
+        return [e["item"] for e in self.events if e.get("type") == "item.completed"
+                and isinstance(e.get("item"), dict) and e["item"].get("type") == kind]
+
+    def answer(self) -> str:
+        messages = self.items("agent_message")
+        return str(messages[-1].get("text", "")) if messages else ""
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return self.items("mcp_tool_call")
+
+
+def run_exec(env: Mapping[str, str], cwd: Path, prompt: str, timeout: float = WAIT * 3) -> ExecRun:
+    """``codex exec`` as a user runs it non-interactively (stdin closed, JSON events on stdout)."""
+    import time
+
+    start = time.monotonic()
+    done = subprocess.run([str(codex_path()), "exec", "--json", "--skip-git-repo-check", "--ephemeral", "-s",
+                           "read-only", "-C", str(cwd), prompt], env=dict(env), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    events = []
+    for line in done.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return ExecRun(done.returncode, events, done.stderr, time.monotonic() - start)

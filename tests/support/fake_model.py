@@ -8,6 +8,12 @@ get consistent answers instead of consuming a fixed script.
 
 A policy returns ``Say`` (an assistant message, streamed as two deltas) and/or ``Call``
 (a function call Codex executes, then posts back as a ``function_call_output`` item).
+
+The fake is strict, as a real model is: a ``Call`` of a tool that is not in *that request's*
+tool list is not made. The fake records a failure (``failures``) and ends the turn with a
+message saying so, so a server that missed Codex's start-up window fails the test instead of
+being called anyway. ``history`` gives a policy the calls made so far with the structured
+results they returned, so a scripted model can act on what the tools told it.
 """
 
 from __future__ import annotations
@@ -96,6 +102,42 @@ def user_text(body: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One tool call of the conversation so far and what it returned."""
+
+    name: str
+    arguments: dict[str, Any]
+    result: dict[str, Any]  # the structured content the model was given ({} when it was not JSON)
+    output: str
+
+
+def history(body: dict[str, Any]) -> list[Step]:
+    """The tool calls in a request's input, in order, each with its output."""
+    outputs = tool_outputs(body)
+    steps: list[Step] = []
+    for item in input_items(body):
+        if item.get("type") != "function_call":
+            continue
+        output = outputs.get(str(item.get("call_id")), "")
+        try:
+            arguments = json.loads(item.get("arguments") or "{}")
+        except ValueError:
+            arguments = {}
+        steps.append(Step(str(item.get("name")), arguments, structured(output), output))
+    return steps
+
+
+def structured(output: str) -> dict[str, Any]:
+    """The JSON object a tool output carries (Codex prefixes it with ``Wall time: ...\nOutput:\n``)."""
+    text = output.split("Output:\n", 1)[1] if "Output:\n" in output else output
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _frame(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps({'type': event, **data})}\n\n".encode()
 
@@ -134,6 +176,7 @@ class FakeModel:
 
     policy: Policy
     requests: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # tools the policy wanted that Codex had not offered
     server: RunningServer | None = None
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -155,6 +198,17 @@ class FakeModel:
                 raise AssertionError(f"the fake model got {len(self.requests)} requests, expected {count}")
             return list(self.requests)
 
+    def strict(self, n: int, body: dict[str, Any], outputs: Sequence[Output]) -> Sequence[Output]:
+        """``outputs``, unless they call a tool this request did not offer: then a failure and a refusal."""
+        offered = offered_tools(body)
+        missing = [o for o in outputs if isinstance(o, Call) and (o.namespace, o.name) not in offered]
+        if not missing:
+            return outputs
+        names = ", ".join(f"{o.namespace}.{o.name}" for o in missing)
+        with self._changed:
+            self.failures.append(f"request {n}: {names} not in the tool list")
+        return [Say(f"FAKE MODEL: {names} is not available to me in this request.")]
+
     def provider_config(self) -> str:
         """The config.toml lines that make Codex use this fake as its model."""
         return (
@@ -169,7 +223,7 @@ class FakeModel:
         async def responses(request: Request) -> Response:
             body = json.loads(await request.body() or b"{}")
             n = self.record(body)
-            outputs = self.policy(body)
+            outputs = self.strict(n, body, self.policy(body))
             frames = _events(f"resp_{n}", outputs)
 
             async def stream() -> AsyncIterator[bytes]:
