@@ -39,6 +39,7 @@ class SelectInput(ToolInput):
     tunnel_client_bin: str = ""
     persist_hint: bool = Field(True, description="ignored")
     allow_path_lookup: bool = Field(False, description="ignored")
+    profile_dir: str = Field("", description="list the profiles of another directory")
 
 
 class InitInput(ToolInput):
@@ -89,7 +90,7 @@ def select_client(inp: SelectInput, env: Env) -> Outcome:
     entry = current_entry_point()
     root = resolve_state_root(env)
     admin = load_admin_profiles(root)
-    directory = resolve_dir(None, env)
+    directory = resolve_dir(inp.profile_dir or None, env)
     aliases = sorted(load_aliases(root))
     active = admin.profiles.get(admin.active_profile)
     view: dict[str, Any] = {

@@ -16,6 +16,7 @@ Used by ``tests/integration/test_codex_starter_prompts.py`` (one run of each) an
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -238,12 +239,17 @@ def _diagnose_check(ctx: Context, facts: Facts, run: ExecRun, steps: list[Step])
 # ---------------------------------------------------------------------------- 5. a new tunnel
 
 
+def _new_setup(ctx: Context, env: dict[str, str]) -> Facts:
+    return {"organization_id": f"org_new_{secrets.token_hex(4)}"}  # a scope with no tunnel yet, every run
+
+
 def _new_details(facts: Facts) -> str:
-    return f"Organization id: org_codex_new. MCP server command: {MCP_COMMAND}. Call the runtime codex-new."
+    return (f"Organization id: {facts['organization_id']}. MCP server command: {MCP_COMMAND}. Call the runtime "
+            "codex-new.")
 
 
 def _new_plan(steps: list[Step], facts: Facts) -> list[Output]:
-    connect = Call("connect_stdio_mcp", {"alias": "codex-new", "organization_id": "org_codex_new",
+    connect = Call("connect_stdio_mcp", {"alias": "codex-new", "organization_id": facts["organization_id"],
                                          "mcp_command": MCP_COMMAND})
     return _connect_then_status(steps, connect, lambda connected, status: (
         f"Created tunnel {connected.get('tunnel_id')} (new: {connected.get('tunnel_created')}); runtime "
@@ -277,7 +283,8 @@ SCENARIOS: dict[str, Scenario] = {
     "first-setup": Scenario(_first_plan, ("install_or_select_tunnel_client", "help"), _first_check),
     "diagnose": Scenario(_diagnose_plan, ("list_runtime_aliases", "runtime_status", "doctor"), _diagnose_check,
                          _diagnose_setup),
-    "new-tunnel": Scenario(_new_plan, ("connect_stdio_mcp", "runtime_status"), _new_check, details=_new_details),
+    "new-tunnel": Scenario(_new_plan, ("connect_stdio_mcp", "runtime_status"), _new_check, _new_setup,
+                           _new_details),
 }
 assert [p.name for p in STARTER_PROMPTS] == list(SCENARIOS), "every starter prompt needs its scenario"
 
