@@ -2,6 +2,7 @@
 
 TunnelClientError            base; carries the process exit code for the CLI
 ├── ConfigError              a setting is missing or invalid (exit 1); message names the setting and the fix
+│   └── ConfigErrors         several at once (config.settings): str() is the first, .errors all of them
 ├── UsageError               a command line that cannot be acted on (exit 1)
 └── CheckFailed              a check ran and reported failure (exit 2), output already printed
 
@@ -20,7 +21,12 @@ class TunnelClientError(Exception):
 
 
 class ConfigError(TunnelClientError):
-    """Raised when configuration cannot be loaded; the message is one line naming the setting and the fix."""
+    """Raised when configuration cannot be loaded; the message is one line naming the setting and the fix.
+
+    ``setting`` is the YAML key (or group, such as ``mcp.target``) the error belongs to, when known.
+    """
+
+    setting: str = ""
 
 
 class UsageError(TunnelClientError):

@@ -73,8 +73,11 @@ def test_doctor_online_confirms_key_and_tunnel(tmp_path: Path, local: Local) -> 
     r = cli(["doctor", "--profile", "local", "--online", "--json"], env)
     report = json.loads(r.out)
     assert r.code == 0 and report["result"] == "ok", r.out
-    online = report["checks"][-1]
+    online, initialize = report["checks"][-2:]
     assert online["id"] == "control_plane_online" and online["status"] == "PASS"
+    assert initialize == {"id": "mcp_initialize", "status": "PASS",
+                          "summary": f"MCP server {local.mcp_url} answered initialize", "why": "", "evidence": [],
+                          "next": []}
     assert set(report) == {"result", "failed_checks", "next", "checks"}
 
 
@@ -120,7 +123,8 @@ def test_doctor_fails_for_a_down_mcp_server_with_explanations(tmp_path: Path, lo
         (["--profile", "absent"], {}, "profile_load"),
         (["--profile", "local"], {"CONTROL_PLANE_API_KEY": ""}, "control_plane_api_key"),
         (["--profile", "local", "--control-plane.tunnel-id", "tunnel_NOPE"], {}, "tunnel_id"),
-        (["--profile", "local", "--health.listen-addr", "127.0.0.1:99999"], {}, "config_validation"),
+        (["--profile", "local", "--health.listen-addr", "127.0.0.1:99999"], {}, "health_listener"),
+        (["--profile", "local", "--control-plane.poll-timeout", "soon"], {}, "config_validation"),
     ],
 )
 def test_doctor_bad_inputs_exit_2_with_the_failed_check(

@@ -55,7 +55,7 @@ def test_stdio_configuration_passes_in_reference_order(home: Path) -> None:
     ]
     assert report.result == "ok" and report.failed_checks == [] and report.next == "tunnel-client run"
     assert report.checks[3].summary == "env:CONTROL_PLANE_API_KEY"
-    assert report.checks[9].summary == os.path.realpath(sys.executable)
+    assert report.checks[9].summary == os.path.abspath(sys.executable)  # as given, not through symlinks
     assert KEY not in report.model_dump_json()
 
 
@@ -89,14 +89,14 @@ CASES: list[tuple[str, Callable[[Path], dict[str, object]], dict[str, str], str]
     ("unknown mcp key", lambda h: _profile(h, GOOD_PROFILE.replace("  server_urls:", "  server_url:")), {},
      "profile_load"),
     ("unknown key key", lambda h: _profile(h, GOOD_PROFILE.replace("  api_key:", "  api_keys:")), {}, "profile_load"),
-    ("no tunnel id", lambda h: {"cfg__mcp__server_urls": ["http://127.0.0.1:9/mcp"]}, {}, "tunnel_id"),
-    ("malformed tunnel id", lambda h: {"cfg__control_plane__tunnel_id": "tunnel_1"}, {}, "tunnel_id"),
+    ("no tunnel id", lambda h: stdio_flags(h, cfg__control_plane__tunnel_id=None), {}, "tunnel_id"),
+    ("malformed tunnel id", lambda h: stdio_flags(h, cfg__control_plane__tunnel_id="tunnel_1"), {}, "tunnel_id"),
     ("no key", lambda h: stdio_flags(h), {"CONTROL_PLANE_API_KEY": ""}, "control_plane_api_key"),
     ("key ref unset", lambda h: stdio_flags(h, cfg__control_plane__api_key="env:NOT_SET_ANYWHERE"), {},
      "control_plane_api_key"),
     ("raw key flag", lambda h: stdio_flags(h, cfg__control_plane__api_key=KEY), {}, "control_plane_api_key"),
     ("bad base url", lambda h: stdio_flags(h, cfg__control_plane__base_url="ftp://x"), {}, "control_plane_base_url"),
-    ("no target", lambda h: {"cfg__control_plane__tunnel_id": TID}, {}, "mcp_target"),
+    ("no target", lambda h: stdio_flags(h, cfg__mcp__commands=None), {}, "mcp_target"),
     ("stdio missing", lambda h: stdio_flags(h, cfg__mcp__commands=["no-such-mcp-server-xyz --stdio"]), {},
      "mcp_command_executable"),
     ("bad duration", lambda h: stdio_flags(h, cfg__control_plane__poll_timeout="soon"), {}, "config_validation"),
@@ -297,3 +297,70 @@ def test_file_selection_equivalents(home: Path, how: str) -> None:
     report = run_doctor(flags, env)
     assert report.result == "ok", ids(report)
     assert (report.checks[0].summary, report.next) == expected
+
+
+def test_every_mistake_is_reported_in_one_run(home: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        report = run_doctor({"cfg__control_plane__tunnel_id": "tunnel_bad", "cfg__control_plane__base_url": "not-a-url",
+                             "cfg__mcp__server_urls": ["ftp://x"], "cfg__health__listen_addr": f"127.0.0.1:{port}",
+                             "cfg__control_plane__poll_timeout": "soon"}, base_env(home))
+    assert ids(report) == [
+        ("config_source", "PASS"), ("profile_load", "PASS"), ("tunnel_id", "FAIL"), ("control_plane_api_key", "FAIL"),
+        ("control_plane_base_url", "FAIL"), *[(p, "PASS") for p in PAGES], ("mcp_target", "FAIL"),
+        ("mcp_server_reachable", "SKIP"), ("oauth_metadata", "SKIP"), ("health_listener", "FAIL"), ("ui", "SKIP"),
+        ("codex_plugin", "SKIP"), ("config_validation", "FAIL"),
+    ]
+    assert report.failed_checks == ["tunnel_id", "control_plane_api_key", "control_plane_base_url", "mcp_target",
+                                    "health_listener", "config_validation"]
+    rows = {c.id: c for c in report.checks}
+    assert "'ftp://x' is not an absolute http(s) URL" in rows["mcp_target"].summary
+    assert "invalid duration 'soon'" in rows["config_validation"].summary
+    assert "Address already in use" in rows["health_listener"].summary
+
+
+def test_a_file_that_does_not_load_gives_one_profile_load_row_and_skips_the_rest(home: Path) -> None:
+    report = run_doctor(_profile(home, GOOD_PROFILE + "colour: blue\n"), base_env(home, CONTROL_PLANE_API_KEY=KEY))
+    assert [c.id for c in report.checks].count("profile_load") == 1
+    assert report.failed_checks == ["profile_load"]
+    skipped = [c.id for c in report.checks if c.status == "SKIP" and c.summary == "blocked by the profile_load check"]
+    assert skipped == ["tunnel_id", "control_plane_api_key", "mcp_target", "mcp_server_reachable", "oauth_metadata",
+                       "health_listener", "ui"]
+
+
+def test_rerun_hints_keep_the_profile(home: Path) -> None:
+    text = render_sample("sample_mcp_stdio_local", SampleRequest(
+        tunnel_id=TID, mcp_command="no-such-mcp-server-xyz --stdio", health_listen_addr="127.0.0.1:0"))
+    flags = _profile(home, text.replace(TID, "tunnel_1"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        flags["cfg__health__listen_addr"] = f"127.0.0.1:{busy.getsockname()[1]}"
+        report = run_doctor(flags, base_env(home, CONTROL_PLANE_API_KEY=KEY))
+    want = f"tunnel-client doctor --profile p --profile-dir {home / 'profiles'}"
+    hints = {c.id: [n for n in c.next if n.startswith("rerun:")] for c in report.checks if c.status == "FAIL"}
+    assert set(hints) == {"tunnel_id", "mcp_command_executable", "health_listener"}
+    assert all(h and h[0].startswith(f"rerun: {want}") for h in hints.values()), hints
+
+
+def test_raw_key_in_the_profile_warns_even_when_the_environment_has_one(home: Path) -> None:
+    text = render_sample("sample_mcp_stdio_local", SampleRequest(
+        tunnel_id=TID, mcp_command=f"{sys.executable} {home / 'server.py'}", health_listen_addr="127.0.0.1:0"))
+    flags = _profile(home, text.replace('"env:CONTROL_PLANE_API_KEY"', '"sk-rawkeyinfile0123456789"'))
+    report = run_doctor(flags, base_env(home, CONTROL_PLANE_API_KEY=KEY))
+    key = next(c for c in report.checks if c.id == "control_plane_api_key")
+    assert key.status == "WARN" and "env:CONTROL_PLANE_API_KEY is used, but the file still holds a key" in key.summary
+    assert "rawkeyinfile" not in report.model_dump_json() and KEY not in report.model_dump_json()
+
+
+def test_python_module_that_the_interpreter_cannot_import_fails(home: Path) -> None:
+    missing = run_doctor(stdio_flags(home, cfg__mcp__commands=[f"{sys.executable} -m no_such_module_xyz"]),
+                         base_env(home, CONTROL_PLANE_API_KEY=KEY))
+    row = next(c for c in missing.checks if c.id == "mcp_command_executable")
+    assert row.status == "FAIL" and "'no_such_module_xyz' is not importable by" in row.summary
+    assert sys.executable in row.summary
+    present = run_doctor(stdio_flags(home, cfg__mcp__commands=[f"{sys.executable} -m json.tool"]),
+                         base_env(home, CONTROL_PLANE_API_KEY=KEY))
+    assert next(c for c in present.checks if c.id == "mcp_command_executable").status == "PASS"

@@ -42,9 +42,13 @@ def cmd_run(args: argparse.Namespace, io: IO) -> int:
     try:
         settings = load_settings(flags, io.env, require_target=not args.embedded_mcp_stub)
     except ConfigError as exc:
-        if args.embedded_mcp_stub or not nothing_configured(flags, io.env):
-            raise  # the error names the setting and the fix; a first-use tail would only bury it
-        raise ConfigError(f"{exc}; {FIRST_USE}") from None
+        if not args.embedded_mcp_stub and nothing_configured(flags, io.env):
+            raise ConfigError(f"{exc}; {FIRST_USE}") from None
+        more = len(getattr(exc, "errors", ())) - 1
+        if more > 0:  # one line still, but say that fixing this one is not the end
+            raise ConfigError(f"{exc} (and {more} more problem{'s' if more > 1 else ''}: "
+                              "tunnel-client doctor with the same settings lists them all)") from None
+        raise
     if args.embedded_mcp_stub:
         settings = dataclasses.replace(settings, bindings=())
     args.error_prefix = "tunnel-client"

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from tunnel_core.config.durations import parse_duration
@@ -46,6 +46,7 @@ PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HARPOON_CHANNEL = "harpoon"
 RESERVED_CHANNELS = frozenset({HARPOON_CHANNEL})
 LOG_LEVELS = ("debug", "info", "warn", "error")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,22 +288,44 @@ def _url_path(raw: str) -> str:
     return raw.rstrip("/")
 
 
-def load_settings(
-    flags: Mapping[str, Any],
-    env: Mapping[str, str],
-    *,
-    require_target: bool = True,
-) -> Settings:
-    """Build settings from parsed flags (by ``Spec.dest``), environment and the selected YAML file."""
-    selection = select_config_file(flags, env)
-    file = None
-    if selection.path:
-        from tunnel_core.config.yamlfile import load_config_file
+class ConfigErrors(ConfigError):
+    """Every invalid setting of one load, not just the first.
 
-        file = load_config_file(selection.path)
-    src = _Sources(flags, env, file)
+    ``str()`` is the first error, so ``run`` still prints one line; ``errors`` holds them all
+    (each with ``setting`` = the key or group it belongs to) and ``partial`` the settings built
+    with a stand-in for each bad value, so ``doctor`` can still run the checks that do not
+    depend on them.
+    """
 
-    base_url = _validate_url(_str(src, "control_plane.base_url"), _names(SPEC_BY_KEY["control_plane.base_url"]))
+    def __init__(self, errors: list[ConfigError], partial: Settings) -> None:
+        super().__init__(str(errors[0]))
+        self.errors = errors
+        self.partial = partial
+
+
+PLACEHOLDER_TUNNEL_ID = "tunnel_" + "0" * 32
+# Setting groups that are not single keys: the MCP targets as a whole.
+MCP_TARGET = "mcp.target"
+
+
+class _Collector:
+    """Runs each parse step; a ConfigError is recorded (tagged with its setting) and a stand-in used."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def take(self, setting: str, parse: Callable[[], _T], stand_in: _T) -> _T:
+        try:
+            return parse()
+        except ConfigErrors as many:
+            self.errors.extend(many.errors)
+        except ConfigError as exc:
+            exc.setting = exc.setting or setting
+            self.errors.append(exc)
+        return stand_in
+
+
+def _tunnel_id(src: _Sources) -> str:
     tunnel_id = _str(src, "control_plane.tunnel_id")
     tid_names = _names(SPEC_BY_KEY["control_plane.tunnel_id"])
     if not tunnel_id:
@@ -311,73 +334,139 @@ def load_settings(
         raise ConfigError(
             f"invalid tunnel ID {tunnel_id!r} ({tid_names}); use tunnel_ followed by 32 lowercase letters or digits"
         )
-    api_key, key_source = _api_key(src)
+    return tunnel_id
 
+
+def _poll_channels(src: _Sources) -> tuple[str, ...] | None:
     poll_channels_raw, _ = src.get(SPEC_BY_KEY["control_plane.poll_channels"])
-    poll_channels: tuple[str, ...] | None = None
-    if poll_channels_raw:
-        chans = [c.strip().lower() for c in poll_channels_raw if c.strip()]
-        for c in chans:
-            if not CHANNEL_RE.match(c):
-                raise ConfigError(f"--control-plane.poll-channel: invalid channel {c!r}; use [a-z0-9_-]")
-        if len(set(chans)) != len(chans):
-            raise ConfigError("--control-plane.poll-channel: channels must be unique")
-        poll_channels = tuple(sorted(chans))
+    if not poll_channels_raw:
+        return None
+    chans = [c.strip().lower() for c in poll_channels_raw if c.strip()]
+    for c in chans:
+        if not CHANNEL_RE.match(c):
+            raise ConfigError(f"--control-plane.poll-channel: invalid channel {c!r}; use [a-z0-9_-]")
+    if len(set(chans)) != len(chans):
+        raise ConfigError("--control-plane.poll-channel: channels must be unique")
+    return tuple(sorted(chans))
 
-    bindings = _bindings(src)
+
+def _require_targets(bindings: tuple[Binding, ...], poll_channels: tuple[str, ...] | None,
+                     require_target: bool) -> None:
     main_needed = poll_channels is None or MAIN_CHANNEL in poll_channels
     if require_target and main_needed and not any(b.channel == MAIN_CHANNEL for b in bindings):
         raise ConfigError(
             "main channel is required; set --mcp.server-url URL or --mcp.command CMD "
             "(MCP_SERVER_URL / MCP_COMMAND / mcp.server_urls / mcp.commands)"
         )
-    if poll_channels is not None:
-        bound = {b.channel for b in bindings}
-        for c in poll_channels:
-            if c not in bound and c != HARPOON_CHANNEL:
-                raise ConfigError(f"--control-plane.poll-channel: channel {c!r} has no MCP binding; bind it or drop it")
 
+
+def _poll_channels_bound(bindings: tuple[Binding, ...], poll_channels: tuple[str, ...] | None) -> None:
+    bound = {b.channel for b in bindings}
+    for c in poll_channels or ():
+        if c not in bound and c != HARPOON_CHANNEL:
+            raise ConfigError(f"--control-plane.poll-channel: channel {c!r} has no MCP binding; bind it or drop it")
+
+
+def _log_level(src: _Sources) -> str:
     log_level = _str(src, "log.level").lower() or "info"
     if log_level == "warning":
         log_level = "warn"
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"{_names(SPEC_BY_KEY['log.level'])}: {log_level!r} is not a level; use debug, info, warn or error")
+    return log_level
+
+
+def _log_format(src: _Sources) -> str:
     log_format = _str(src, "log.format").lower()
     if log_format not in ("", "json", "struct-text"):
         raise ConfigError(f"{_names(SPEC_BY_KEY['log.format'])}: {log_format!r} is not a format; use json or struct-text")
+    return log_format
 
+
+def _poll_budget(src: _Sources) -> tuple[float, float]:
     poll_timeout = _duration(src, "control_plane.poll_timeout")
     guardrail = _duration(src, "control_plane.poll_deadline_guardrail")
     if guardrail >= 60:
         raise ConfigError("--control-plane.poll-deadline-guardrail: must be under 60s")
     if poll_timeout + guardrail > 600:
         raise ConfigError("--control-plane.poll-timeout: poll timeout plus guardrail must not exceed 10m")
+    return poll_timeout, guardrail
 
+
+def _listen(src: _Sources) -> str:
     listen = _str(src, "health.listen_addr")
     parse_listen_addr(listen, what=_names(SPEC_BY_KEY["health.listen_addr"]))
-    network = load_network(src, sum(1 for b in bindings if b.kind == "http"))
-    harpoon = load_harpoon(src)
+    return listen
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    require_target: bool = True,
+) -> Settings:
+    """Build settings from parsed flags (by ``Spec.dest``), environment and the selected YAML file.
+
+    A file that cannot be read or parsed raises ``ConfigError`` at once; invalid settings are all
+    collected and raised together as ``ConfigErrors``.
+    """
+    selection = select_config_file(flags, env)
+    file = None
+    if selection.path:
+        from tunnel_core.config.yamlfile import load_config_file
+
+        file = load_config_file(selection.path)
+    src = _Sources(flags, env, file)
+    c = _Collector()
+
+    base_spec = SPEC_BY_KEY["control_plane.base_url"]
+    base_url = c.take("control_plane.base_url", lambda: _validate_url(_str(src, base_spec.key), _names(base_spec)),
+                      str(base_spec.default))
+    tunnel_id = c.take("control_plane.tunnel_id", lambda: _tunnel_id(src), PLACEHOLDER_TUNNEL_ID)
+    api_key, key_source = c.take("control_plane.api_key", lambda: _api_key(src), ("", ""))
+    poll_channels = c.take("control_plane.poll_channels", lambda: _poll_channels(src), None)
+    parsed = c.take(MCP_TARGET, lambda: _bindings(src), None)
+    bindings: tuple[Binding, ...] = parsed or ()
+    if parsed is not None:
+        c.take(MCP_TARGET, lambda: _require_targets(bindings, poll_channels, require_target), None)
+        c.take("control_plane.poll_channels", lambda: _poll_channels_bound(bindings, poll_channels), None)
+    log_level = c.take("log.level", lambda: _log_level(src), "info")
+    log_format = c.take("log.format", lambda: _log_format(src), "")
+    poll_timeout, guardrail = c.take("control_plane.poll_timeout", lambda: _poll_budget(src), (30.0, 5.0))
+    listen = c.take("health.listen_addr", lambda: _listen(src), "127.0.0.1:0")
+    network = c.take("network", lambda: load_network(src, sum(1 for b in bindings if b.kind == "http")),
+                     NetworkSettings())
+    harpoon = c.take("harpoon", lambda: load_harpoon(src), HarpoonSettings())
     if poll_channels == (HARPOON_CHANNEL,) and not harpoon.targets:
-        raise ConfigError(
+        c.errors.append(ConfigError(
             "--control-plane.poll-channel: polling only harpoon needs at least one --harpoon.target; "
             "add one or poll main too"
-        )
+        ))
 
-    return Settings(
+    def duration(key: str, stand_in: float, *, allow_zero: bool = False) -> float:
+        return c.take(key, lambda: _duration(src, key, allow_zero=allow_zero), stand_in)
+
+    def integer(key: str, lo: int, hi: int, stand_in: int) -> int:
+        return c.take(key, lambda: _int(src, key, lo, hi), stand_in)
+
+    def boolean(key: str) -> bool:
+        return c.take(key, lambda: _bool(src, key), False)
+
+    settings = Settings(
         base_url=base_url.rstrip("/"),
-        url_path=_url_path(_str(src, "control_plane.url_path")),
+        url_path=c.take("control_plane.url_path", lambda: _url_path(_str(src, "control_plane.url_path")), ""),
         tunnel_id=tunnel_id,
         organization_id=_str(src, "control_plane.organization_id"),
         api_key=api_key,
         api_key_source=key_source,
-        max_inflight=_int(src, "control_plane.max_inflight_requests", 1, 10000),
+        max_inflight=integer("control_plane.max_inflight_requests", 1, 10000, 20),
         poll_timeout=poll_timeout,
         poll_guardrail=guardrail,
         poll_channels=poll_channels,
         bindings=bindings,
-        max_concurrent=_int(src, "mcp.max_concurrent_requests", 1, 10000),
-        startup_wait_timeout=_duration(src, "mcp.startup_wait_timeout", allow_zero=True),
-        connection_max_ttl=_duration(src, "mcp.connection_max_ttl"),
+        max_concurrent=integer("mcp.max_concurrent_requests", 1, 10000, 10),
+        startup_wait_timeout=duration("mcp.startup_wait_timeout", 0.0, allow_zero=True),
+        connection_max_ttl=duration("mcp.connection_max_ttl", 600.0),
         health_listen_addr=listen,
         health_url_file=os.path.expanduser(_str(src, "health.url_file")),
         pid_file=os.path.expanduser(_str(src, "process.pid_file")),
@@ -387,16 +476,19 @@ def load_settings(
         config_source=selection.source,
         profile_name=selection.profile_name,
         profile_path=str(selection.path or ""),
-        allow_remote_ui=_bool(src, "admin_ui.allow_remote"),
-        log_buffer_events=_int(src, "admin_ui.log_buffer_events", 1, 100000),
+        allow_remote_ui=boolean("admin_ui.allow_remote"),
+        log_buffer_events=integer("admin_ui.log_buffer_events", 1, 100000, 2000),
         network=network,
         harpoon=harpoon,
-        http_raw_unsafe=_bool(src, "log.http_raw_unsafe"),
-        open_browser=_bool(src, "admin_ui.open_browser"),
-        proxy_check_interval=_duration(src, "proxy.check_interval"),
-        health_unix_socket=path_value(_str(src, "health.unix_socket"), _names(SPEC_BY_KEY["health.unix_socket"]),
-                                      env),
+        http_raw_unsafe=boolean("log.http_raw_unsafe"),
+        open_browser=boolean("admin_ui.open_browser"),
+        proxy_check_interval=duration("proxy.check_interval", 60.0),
+        health_unix_socket=c.take("health.unix_socket", lambda: path_value(
+            _str(src, "health.unix_socket"), _names(SPEC_BY_KEY["health.unix_socket"]), env), ""),
     )
+    if c.errors:
+        raise ConfigErrors(c.errors, settings)
+    return settings
 
 
 def parse_listen_addr(value: str, *, what: str, empty_host: str = "127.0.0.1") -> tuple[str, int]:

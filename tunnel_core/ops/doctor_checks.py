@@ -67,7 +67,8 @@ def _host_port(url: str) -> tuple[str, int]:
 # ---------------------------------------------------------------------------- MCP target
 
 
-def mcp_server_reachable(url: str, client: httpx2.Client) -> DoctorCheck:
+def mcp_server_reachable(url: str, client: httpx2.Client, *, rerun: str = "rerun: tunnel-client doctor"
+                         ) -> DoctorCheck:
     """Any HTTP answer counts; otherwise a plain TCP connect decides."""
     try:
         resp = client.get(url)
@@ -86,8 +87,7 @@ def mcp_server_reachable(url: str, client: httpx2.Client) -> DoctorCheck:
         why="every MCP call from the tunnel is forwarded to this address; if doctor cannot reach it from this "
         "machine, the daemon cannot either and callers get errors.",
         evidence=[url, f"HTTP: {http_error}", f"TCP {host}:{port}: {dial_error}"],
-        next=["start the MCP server, or fix the host, port or path of the MCP URL in the profile",
-              "rerun: tunnel-client doctor"],
+        next=["start the MCP server, or fix the host, port or path of the MCP URL in the profile", rerun],
     )
 
 
@@ -225,22 +225,73 @@ def oauth_metadata(url: str, client: httpx2.Client) -> DoctorCheck:
     )
 
 
-def mcp_command_executable(command: str, env: Mapping[str, str]) -> DoctorCheck:
-    from tunnel_core.ops.preflight import preflight_stdio_command
+def mcp_command_executable(command: str, env: Mapping[str, str], *, rerun: str = "rerun: tunnel-client doctor"
+                           ) -> DoctorCheck:
+    """The program, interpreter and script resolve; for ``python -m X``, X is importable by that interpreter."""
+    from tunnel_core.ops.preflight import module_problem, preflight_stdio_command
 
+    why = ("a stdio MCP server is started as a child process by `tunnel-client run`; if its program, "
+           "interpreter, script or module is missing, every call through the tunnel fails.")
     try:
         resolved = preflight_stdio_command(command, env)
+        problem = module_problem(command, env)
     except ConfigError as exc:
         return DoctorCheck(
-            id="mcp_command_executable", status="FAIL", summary=str(exc),
-            why="a stdio MCP server is started as a child process by `tunnel-client run`; if its program, "
-            "interpreter or script is missing, every call through the tunnel fails.",
-            evidence=[command, str(exc)],
+            id="mcp_command_executable", status="FAIL", summary=str(exc), why=why, evidence=[command, str(exc)],
             next=["follow the fix: hint above, or correct mcp.commands in the profile",
-                  "check the command by hand in the same shell: it must start and wait for input",
-                  "rerun: tunnel-client doctor"],
+                  "check the command by hand in the same shell: it must start and wait for input", rerun],
+        )
+    if problem:
+        return DoctorCheck(
+            id="mcp_command_executable", status="FAIL", summary=problem, why=why, evidence=[command, problem],
+            next=["install the module into that interpreter's environment, or name the interpreter that has it "
+                  "(for a virtual environment: /path/to/venv/bin/python -m MODULE)", rerun],
         )
     return DoctorCheck(id="mcp_command_executable", status="PASS", summary=resolved)
+
+
+def mcp_initialize(settings: Settings, main: Any, *, rerun: str) -> DoctorCheck:
+    """Start the main target the way ``run`` does and send it MCP ``initialize`` (doctor --online)."""
+    import dataclasses
+
+    import anyio
+
+    from tunnel_core.runner import build_targets
+
+    target = build_targets(dataclasses.replace(settings, bindings=(main,)), max_concurrent=1)[main.channel]
+
+    async def probe() -> Any:
+        async with anyio.create_task_group() as tg:
+            start = getattr(target, "start", None)
+            if start is not None:
+                await start(tg)
+            try:
+                with anyio.fail_after(30):
+                    return await target.probe()
+            finally:
+                tg.cancel_scope.cancel()
+                await target.aclose()
+
+    try:
+        result = anyio.run(probe)
+    except TimeoutError:
+        result = None
+    what = f"{'stdio server' if main.kind == 'stdio' else 'MCP server'} {main.target}"
+    if result is not None and result.status == "ok":
+        return DoctorCheck(id="mcp_initialize", status="PASS", summary=f"{what} answered initialize")
+    if result is not None and result.status == "auth-required":
+        return DoctorCheck(id="mcp_initialize", status="PASS",
+                           summary=f"{what} is reachable; initialize requires auth ({result.error})")
+    error = result.error if result is not None else "no answer within 30s"
+    status: Status = "WARN" if result is not None and result.status == "timeout" else "FAIL"
+    return DoctorCheck(
+        id="mcp_initialize", status=status, summary=f"{what}: {error}",
+        why="`run` sends this initialize to the main target at startup and reports not ready until it answers; "
+        "callers get 502 while it fails.",
+        evidence=[main.target, error],
+        next=["run the same command (or curl the URL) by hand in the same environment and read its errors",
+              "tunnel-client help troubleshooting", rerun],
+    )
 
 
 # ---------------------------------------------------------------------------- local listener
@@ -252,7 +303,7 @@ def _display_base(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def health_listener(addr: str) -> DoctorCheck:
+def health_listener(addr: str, *, rerun: str = "rerun: tunnel-client doctor") -> DoctorCheck:
     """Bind the operator address for real, then release it."""
     from tunnel_core.listen import bind_host
 
@@ -275,7 +326,7 @@ def health_listener(addr: str) -> DoctorCheck:
             evidence=[addr, err],
             next=["stop the process that holds the port, or choose another address with --health.listen-addr "
                   "(127.0.0.1:0 picks a free port; add --health.url-file FILE to publish it)",
-                  "rerun: tunnel-client doctor"],
+                  rerun],
         )
     if port == 0:
         return DoctorCheck(
@@ -336,7 +387,7 @@ def codex_plugin(env: Mapping[str, str]) -> DoctorCheck:
 # ---------------------------------------------------------------------------- control plane (--online)
 
 
-def control_plane_online(settings: Settings) -> DoctorCheck:
+def control_plane_online(settings: Settings, *, rerun: str = "rerun: tunnel-client doctor --online") -> DoctorCheck:
     """Read this tunnel's metadata with the runtime key: the first request `run` makes."""
     from tunnel_core import CLIENT_NAME, __version__
     from tunnel_core.controlplane.client import error_from_response
@@ -362,10 +413,11 @@ def control_plane_online(settings: Settings) -> DoctorCheck:
             evidence=[url, err],
             next=["check --control-plane.base-url / CONTROL_PLANE_BASE_URL and --control-plane.url-path",
                   "check outbound HTTPS from this machine (proxy, firewall, DNS)",
-                  "rerun: tunnel-client doctor --online"],
+                  rerun],
         )
     if resp.status_code != 200:
-        return _control_plane_failure(error_from_response(resp.status_code, resp.headers, resp.content), url, settings)
+        return _control_plane_failure(error_from_response(resp.status_code, resp.headers, resp.content), url, settings,
+                                      rerun)
     try:
         name = str(resp.json().get("name") or "")
     except (ValueError, AttributeError):
@@ -377,7 +429,7 @@ def control_plane_online(settings: Settings) -> DoctorCheck:
     )
 
 
-def _control_plane_failure(exc: Any, url: str, settings: Settings) -> DoctorCheck:
+def _control_plane_failure(exc: Any, url: str, settings: Settings, rerun: str) -> DoctorCheck:
     status: int = exc.status
     code = f" {exc.code}" if exc.code else ""
     evidence = [url, f"HTTP {status}{code}" + (f": {exc.message}" if exc.message else "")]
@@ -402,13 +454,13 @@ def _control_plane_failure(exc: Any, url: str, settings: Settings) -> DoctorChec
         return DoctorCheck(
             id="control_plane_online", status="WARN", summary=f"control plane busy or failing (HTTP {status}{code})",
             why="a transient control-plane problem; the daemon retries with backoff.",
-            evidence=evidence, next=[mitigation or "retry later", "rerun: tunnel-client doctor --online"],
+            evidence=evidence, next=[mitigation or "retry later", rerun],
         )
     else:
         summary, why = f"unexpected answer HTTP {status}{code}", "the control plane refused the metadata request."
         steps = []
     if mitigation:
         steps.append(mitigation)
-    steps.append("rerun: tunnel-client doctor --online")
+    steps.append(rerun)
     return DoctorCheck(id="control_plane_online", status="FAIL", summary=summary, why=why,
                        evidence=evidence, next=steps)

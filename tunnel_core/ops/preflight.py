@@ -4,7 +4,8 @@ Follows the command the way exec would: the program must resolve on PATH (or exi
 the given path), be a file and be executable; a script's ``#!`` interpreter must exist;
 ``env`` and ``sh -c "..."`` wrappers are followed; for interpreters such as python or
 node the script argument must exist and be readable. Every failure is a
-``PreflightError`` whose message ends with a ``fix:`` hint. Nothing is executed.
+``PreflightError`` whose message ends with a ``fix:`` hint. Nothing is executed, except by
+``module_problem``, which asks a python interpreter whether it can find a module.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def _resolve(program: str, path_env: str | None) -> str:
         )
     if not os.access(candidate, os.X_OK):
         raise PreflightError(f"stdio MCP executable {program!r} is not executable; fix: chmod +x {_q(str(candidate))}")
-    return str(candidate.resolve())
+    # Not resolved through symlinks: a virtual environment's bin/python is a symlink to a base
+    # interpreter that lacks the environment's packages, so showing the target would mislead.
+    return os.path.abspath(candidate)
 
 
 def _shebang(path: str) -> list[str] | None:
@@ -247,6 +250,62 @@ def _check(argv: list[str], path_env: str | None, depth: int) -> str:
     elif base == "env":
         _check(_env_target(argv), path_env, depth + 1)
     return resolved
+
+
+_FIND_SPEC = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 3)"
+MODULE_CHECK_SECONDS = 15.0
+
+
+def _python_module(argv: list[str]) -> tuple[str, str] | None:
+    """(interpreter, module) when ``argv`` runs ``python ... -m MODULE`` (through ``env`` wrappers too)."""
+    while argv and _base(argv[0]) == "env":
+        argv = _env_target(argv)
+    if not argv or _base(argv[0]) != "python":
+        return None
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-m" and i + 1 < len(argv):
+            return argv[0], argv[i + 1]
+        if arg.startswith("-m") and len(arg) > 2:
+            return argv[0], arg[2:]
+        if arg in _VALUE_OPTIONS["python"]:
+            i += 2
+            continue
+        if not arg.startswith("-") or arg == "-c":
+            return None  # a script or inline code comes first: no module to check
+        i += 1
+    return None
+
+
+def module_problem(command: str, env: Mapping[str, str]) -> str:
+    """For ``python -m X``: why that interpreter cannot find module X, or "" (also when it cannot tell).
+
+    Runs the interpreter once with ``importlib.util.find_spec`` on the top-level package name,
+    which locates the module without importing (executing) any of it.
+    """
+    import subprocess
+
+    try:
+        found = _python_module(shlex.split(command))
+    except (ValueError, PreflightError):
+        return ""
+    if found is None:
+        return ""
+    interpreter, module = found
+    top = module.split(".")[0]
+    path_env = env.get("PATH", os.defpath)
+    program = interpreter if os.sep in interpreter else (shutil.which(interpreter, path=path_env) or interpreter)
+    try:
+        done = subprocess.run([program, "-c", _FIND_SPEC, top], env=dict(env), stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=MODULE_CHECK_SECONDS, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    if done.returncode == 3:
+        return (f"stdio MCP module {top!r} is not importable by {program} (`{interpreter} -m {module}` would exit "
+                f"with \"No module named {top}\"); fix: install it into that interpreter's environment, or use the "
+                "python of the environment that has it")
+    return ""
 
 
 def preflight_stdio_command(command: str, env: Mapping[str, str]) -> str:
