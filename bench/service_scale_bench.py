@@ -6,7 +6,9 @@ M ``tunnel-client run`` clients (client i polls instance i mod N), and a minimal
 server (a raw ASGI JSON-RPC echo, so the upstream is not what is measured). Callers (aiohttp,
 one session each, caller j on instance j mod N) drive ``tools/call`` through the front doors at a
 fixed concurrency. The service runs with authentication as shipped: the runtime key bound to the
-tunnel and every front-door call carrying the tunnel's caller token (``X-Tunnel-Caller-Token``).
+tunnel and every front-door call carrying the tunnel's caller token (``X-Tunnel-Caller-Token``);
+``--auth off`` runs the same code with an unbound key and ``--front-door-auth none`` (no token
+sent), so the difference is what authentication costs.
 Reports throughput, latency and CPU per 1,000 calls by role, plus the
 in-memory queue with one instance and one client as the baseline. Prints a table and writes JSON.
 
@@ -160,13 +162,16 @@ def start_redis(procs: Procs, tmp: Path) -> str:
 
 
 def start_fleet(procs: Procs, tmp: Path, env: dict[str, str], kind: str, n_services: int, n_clients: int,
-                redis_url: str, upstream: str) -> list[str]:
+                redis_url: str, upstream: str, auth: bool = True) -> list[str]:
     services = []
     for i in range(n_services):
         url_file = tmp / f"svc{i}.json"
-        procs.start("service", [str(BIN), "serve", "--listen", "127.0.0.1:0",
-                                "--runtime-api-key", f"{TUNNEL_ID}=env:CONTROL_PLANE_API_KEY",
-                                "--caller-token", f"{TUNNEL_ID}=env:BENCH_CALLER_TOKEN", "--engine-queue-backend", kind,
+        credentials = (["--runtime-api-key", f"{TUNNEL_ID}=env:CONTROL_PLANE_API_KEY",
+                        "--caller-token", f"{TUNNEL_ID}=env:BENCH_CALLER_TOKEN"] if auth else
+                       ["--tunnel-id", TUNNEL_ID, "--runtime-api-key", "env:CONTROL_PLANE_API_KEY",
+                        "--front-door-auth", "none"])
+        procs.start("service", [str(BIN), "serve", "--listen", "127.0.0.1:0", *credentials,
+                                "--engine-queue-backend", kind,
                                 *(["--engine-redis-url", redis_url] if kind == "redis" else []),
                                 "--url-file", str(url_file), "--log.level", "warn"], env)
         services.append(_wait(lambda f=url_file: json.loads(f.read_text())["control_plane_base_url"],  # type: ignore[misc]
@@ -196,14 +201,15 @@ async def drive(front_doors: list[str], concurrency: int, calls: int, warmup: in
     conn = aiohttp.TCPConnector(limit=concurrency + 8, force_close=False)
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as http:
         sessions: list[tuple[str, dict[str, str]]] = []
+        token = {"X-Tunnel-Caller-Token": caller_token} if caller_token else {}
         for j in range(concurrency):
             url = front_doors[j % len(front_doors)]
-            async with http.post(url, headers={**HEADERS, "X-Tunnel-Caller-Token": caller_token}, json={
+            async with http.post(url, headers={**HEADERS, **token}, json={
                     "jsonrpc": "2.0", "id": 0, "method": "initialize",
                     "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                                "clientInfo": {"name": "bench", "version": "1"}}}) as r:
                 r.raise_for_status()
-                h = {**HEADERS, "X-Tunnel-Caller-Token": caller_token}
+                h = {**HEADERS, **token}
                 if sid := r.headers.get("mcp-session-id"):
                     h["Mcp-Session-Id"] = sid
             sessions.append((url, h))
@@ -234,7 +240,8 @@ async def drive(front_doors: list[str], concurrency: int, calls: int, warmup: in
             "p99_ms": lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))], "failures": float(failures)}
 
 
-def run_once(kind: str, n_services: int, n_clients: int, calls: int, concurrency: int) -> dict[str, float]:
+def run_once(kind: str, n_services: int, n_clients: int, calls: int, concurrency: int,
+             auth: bool = True) -> dict[str, float]:
     procs = Procs()
     tmp = Path(tempfile.mkdtemp(prefix="tc-scale-"))
     env = {**os.environ, "CONTROL_PLANE_API_KEY": secrets.token_urlsafe(24),
@@ -244,13 +251,13 @@ def run_once(kind: str, n_services: int, n_clients: int, calls: int, concurrency
         port_file = tmp / "upstream.port"
         procs.start("upstream", [sys.executable, __file__, "--serve-upstream", str(port_file)], env)
         upstream = f"http://127.0.0.1:{_wait(lambda: int(port_file.read_text()), 'upstream')}/mcp"
-        services = start_fleet(procs, tmp, env, kind, n_services, n_clients, redis_url, upstream)
+        services = start_fleet(procs, tmp, env, kind, n_services, n_clients, redis_url, upstream, auth)
         doors = [f"{s}/v1/mcp/{TUNNEL_ID}" for s in services]
         time.sleep(0.5)  # let start-up CPU settle before sampling
         cpu0 = procs.cpu()
         load0 = os.getloadavg()[0]
         res = asyncio.run(drive(doors, concurrency, calls, warmup=max(200, calls // 10),
-                                caller_token=env["BENCH_CALLER_TOKEN"]))
+                                caller_token=env["BENCH_CALLER_TOKEN"] if auth else ""))
         cpu1 = procs.cpu()
         # Load from outside the bench (other jobs on a shared machine) shows up here: compare runs with care.
         res["loadavg_1m"] = max(load0, os.getloadavg()[0])
@@ -270,6 +277,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32, help="callers in flight at once")
     ap.add_argument("--configs", default=",".join(f"{k}:{n}:{m}" for k, n, m in CONFIGS),
                     help="BACKEND:SERVICES:CLIENTS,... (default: all five)")
+    ap.add_argument("--auth", choices=["on", "off"], default="on",
+                    help="on: bound runtime key + caller tokens (as shipped); off: --front-door-auth none")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "service_scale_bench.json"))
     ap.add_argument("--serve-upstream", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -286,7 +295,7 @@ def main() -> None:
         runs = []
         for i in range(a.reps):
             print(f"[{name}] repetition {i + 1}/{a.reps}", file=sys.stderr)
-            runs.append(run_once(kind, n_s, n_c, a.calls, a.concurrency))
+            runs.append(run_once(kind, n_s, n_c, a.calls, a.concurrency, a.auth == "on"))
         report["configs"][name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
