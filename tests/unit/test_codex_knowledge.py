@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tunnel_core.codex.answer import compose, offline_answer
-from tunnel_core.codex.knowledge import KnowledgeBase, build, context_block, default_knowledge, subcommand
+from tunnel_core.codex.knowledge import KnowledgeBase, build, context_block, default_knowledge, subcommands
 from tunnel_core.codex.passages import (
     Section,
     Step,
@@ -22,7 +22,7 @@ from tunnel_core.codex.vocabulary import is_symptom, stem, terms
 
 RUNTIMES = """# Runtimes
 
-Runtimes run tunnel-client in the background.
+Runtimes run tunnel-client in the background: `tunnel-client run --profile NAME` under a supervisor.
 
 ## Keep a runtime running
 
@@ -178,10 +178,12 @@ def test_prose_keeps_an_output_example_a_sentence_introduces_but_not_a_command_b
     assert units[0].example == ()  # commands are steps, not an example
 
 
-def test_subcommand_of_a_command_line() -> None:
-    assert subcommand("tunnel-client dev proxy --mcp-command X") == "dev proxy"
-    assert subcommand("tunnel-client doctor --profile p") == "doctor"
-    assert subcommand("curl -s http://x") == ""
+def test_subcommand_paths_of_a_command_line() -> None:
+    assert subcommands("tunnel-client dev proxy --mcp-command X") == ("dev proxy",)
+    assert subcommands("tunnel-client admin --json tunnels create --name X") == ("admin tunnels",
+                                                                                "admin tunnels create")
+    assert subcommands("tunnel-client doctor --profile p") == ("doctor",)
+    assert subcommands("curl -s http://x") == ()
 
 
 # ---------------------------------------------------------------------------- ranking
@@ -222,8 +224,10 @@ def test_a_section_that_points_to_another_lends_it_score(kb: KnowledgeBase) -> N
 
 def test_a_question_naming_a_command_prefers_the_sections_that_show_it(kb: KnowledgeBase) -> None:
     assert kb.named_subcommands("what does runtimes status say?") == {"runtimes status"}
+    assert kb.named_subcommands("how do I stop the runtime?") == {"runtimes stop"}  # own words, any order
     assert kb.named_subcommands("is it running?") == frozenset()  # "run" alone is English
     assert kb.named_subcommands("what does tunnel-client run do?") == {"run"}
+    assert kb.search("how do I stop the runtime?")[0].cite == "docs/runtimes.md#stop-it"
 
 
 # ---------------------------------------------------------------------------- the answer

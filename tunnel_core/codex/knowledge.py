@@ -22,7 +22,7 @@ from pathlib import Path
 import tunnel_core
 from tunnel_core.codex.passages import Section, split_markdown, split_topic
 from tunnel_core.codex.ranking import Fields, Index
-from tunnel_core.codex.vocabulary import is_symptom
+from tunnel_core.codex.vocabulary import is_symptom, terms, tokens
 from tunnel_core.ops.topic_files import TOPIC_DIR, topic_names
 
 SKILL_NAME = "tunnel-client"  # = bundle.SKILL_NAME (a test keeps them equal)
@@ -30,7 +30,7 @@ EXCERPT_CHARS = 1500
 CONTEXT_MATCHES = 4
 CANDIDATES = 12  # sections scored before cross-references are counted
 LINK_SHARE = 0.3
-SHOWS_COMMAND = 1.3  # a section showing the command the question names
+SHOWS_COMMAND = 2.0  # a section showing the command the question names: near-decisive
 QUOTED_TEXT = 1.5  # a section containing the message the question quotes
 
 PRIOR_SKILL = 0.6
@@ -84,7 +84,7 @@ class KnowledgeBase:
     def __init__(self, sections: list[Section]) -> None:
         self.sections = sections
         self._by_cite = {s.cite: n for n, s in enumerate(sections)}
-        self._shows = [frozenset(sub for c in s.commands if (sub := subcommand(c.command))) for s in sections]
+        self._shows = [frozenset(sub for c in s.commands for sub in subcommands(c.command)) for s in sections]
         self._subcommands = frozenset().union(*self._shows)
         self.index = Index.build(
             Fields(s.heading, s.context, s.text, " ".join(c.command for c in s.commands), s.prior,
@@ -122,11 +122,25 @@ class KnowledgeBase:
         return [Match(self.sections[p], round(scores[p] + lent[p], 4)) for p in ranked]
 
     def named_subcommands(self, query: str) -> frozenset[str]:
-        """The tunnel-client subcommands the question names: ``dev proxy``, or ``tunnel-client doctor``."""
-        words = " ".join(_QUESTION_WORD.findall(query.lower()))
-        # One word ("run", "health") is ordinary English unless it follows the program's name.
-        return frozenset(sub for sub in self._subcommands
-                         if re.search(rf"\b{re.escape(sub if ' ' in sub else 'tunnel-client ' + sub)}\b", words))
+        """The tunnel-client subcommands the question names, in its own words and any order.
+
+        "create a new tunnel" names ``admin tunnels create`` (the family word of a three-word
+        command may be left out); "with dev proxy" names ``dev proxy``; a one-word command
+        ("run", "health" are ordinary English) only right after the program's name.
+        """
+        asked = set(terms(query)) | {t for t, _ in tokens(query, question=True)}
+        lowered = " ".join(_QUESTION_WORD.findall(query.lower()))
+        named = set()
+        for sub in self._subcommands:
+            words = sub.split()
+            if len(words) == 1:
+                if re.search(rf"\btunnel-client {re.escape(sub)}\b", lowered):
+                    named.add(sub)
+                continue
+            needed = [terms(w)[:1] for w in (words[1:] if len(words) == 3 else words)]
+            if all(t and t[0] in asked for t in needed):
+                named.add(sub)
+        return frozenset(named)
 
 
 _QUESTION_WORD = re.compile(r"[a-z][a-z0-9-]*")
@@ -134,17 +148,23 @@ _QUOTED = re.compile(r"[\"“`]([^\"”`]{3,200})[\"”`]")
 _SUBCOMMAND_WORD = re.compile(r"[a-z][a-z-]*")
 
 
-def subcommand(command: str) -> str:
-    """The subcommand a command line runs: ``tunnel-client dev proxy --mcp-command X`` -> ``dev proxy``."""
+def subcommands(command: str) -> tuple[str, ...]:
+    """The subcommand paths a command line runs, up to three words, each prefix of two or more:
+    ``tunnel-client admin --json tunnels create --name X`` -> ``admin tunnels``, ``admin tunnels
+    create``; ``tunnel-client doctor --profile p`` -> ``doctor``."""
     words = command.split()
     if not words or words[0] != "tunnel-client":
-        return ""
-    sub = []
-    for w in words[1:3]:  # the command families are at most two words deep before the object
-        if not _SUBCOMMAND_WORD.fullmatch(w):
+        return ()
+    path: list[str] = []
+    for w in words[1:]:
+        if w == "--json" and path:  # a switch between the words of a path
+            continue
+        if len(path) == 3 or not _SUBCOMMAND_WORD.fullmatch(w):
             break
-        sub.append(w)
-    return " ".join(sub)
+        path.append(w)
+    if len(path) == 1:
+        return (path[0],)
+    return tuple(" ".join(path[:n]) for n in range(2, len(path) + 1))
 
 
 def _prior(section: Section, base: float) -> Section:

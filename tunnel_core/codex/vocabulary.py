@@ -114,11 +114,13 @@ def tokens(text: str, *, question: bool = False) -> list[tuple[str, bool]]:
             n = len(words)
             if tuple(raws[i : i + n]) != words:
                 continue
-            if not question and token not in _REPLACED:
+            if question or token in _REPLACED:
+                out += _word(token)  # in a question, the token's parts are looser alternatives
+            else:
                 for raw in raws[i : i + n]:
                     out += _word(raw)
-            if question or token in _REPLACED or words != (token,):
-                out += _word(token)
+                if words != (token,):
+                    out.append((token, False))  # the words are already there: the token whole only
             i += n
             break
         else:
