@@ -245,7 +245,7 @@ def run_once(kind: str, n_services: int, n_clients: int, calls: int, concurrency
     procs = Procs()
     tmp = Path(tempfile.mkdtemp(prefix="tc-scale-"))
     env = {**os.environ, "CONTROL_PLANE_API_KEY": secrets.token_urlsafe(24),
-           "BENCH_CALLER_TOKEN": secrets.token_urlsafe(32)}
+           "BENCH_CALLER_TOKEN": secrets.token_urlsafe(32), "TUNNEL_ENGINE_ENCRYPTION_KEY": secrets.token_urlsafe(32)}
     try:
         redis_url = start_redis(procs, tmp) if kind == "redis" else ""
         port_file = tmp / "upstream.port"

@@ -128,7 +128,8 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
           options: dict[str, Any] | None = None) -> Served:
     """Start serving ``app`` on ``sock`` in ``tg``; call ``Served.stop()`` to shut it down.
 
-    ``options`` are extra uvicorn.Config arguments (TLS: ``ssl_certfile``/``ssl_keyfile``; limits).
+    ``options`` are extra uvicorn.Config arguments (TLS: ``ssl_certfile``/``ssl_keyfile``; limits; an
+    ``http`` protocol class such as ``httpguard.guarded_protocol(...)``; ``timeout_keep_alive``).
     """
     import uvicorn  # not at the top: the relay's operator listener does without it
 
@@ -143,16 +144,15 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
         http_impl = "httptools"
     except ImportError:  # pragma: no cover - optional speed-up
         http_impl = "h11"
+    settings: dict[str, Any] = {"timeout_keep_alive": 30, "http": http_impl, **(options or {})}
     config = uvicorn.Config(
         _LifespanGuard(app),
         log_config=None,
         access_log=False,
         lifespan="auto",
         timeout_graceful_shutdown=int(graceful) or 1,
-        timeout_keep_alive=30,
         ws="none",
-        http=http_impl,
-        **(options or {}),
+        **settings,
     )
     server = _QuietServer(config)
     if sock.family == socket.AF_UNIX:

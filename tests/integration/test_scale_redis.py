@@ -34,6 +34,7 @@ from tests.support.redis_helpers import (
 )
 from tests.support.targets import MCPTarget
 from tests.support.tunnel import ClientRun, new_tunnel_id, start_client
+from tunnel_core.devservice.backends.redis import UP_TTL
 
 WAIT = 15.0
 
@@ -250,12 +251,13 @@ def test_instance_stopped_mid_queue_loses_no_command(fleet: Fleet, sig: signal.S
     wait_for(lambda: len(executed_calls(log)) >= len(texts), "the queued commands to be executed")
     got = Counter(m["params"]["arguments"]["text"] for m in executed_calls(log))
     assert got == Counter(texts), "every queued command executed exactly once"
-    # Their callers are gone: the answers are refused with 404 and the client drops them.
+    # Their callers are gone: the answers are refused with 404 and the client drops them. After a SIGKILL
+    # the instance counts as re-subscribing until its liveness key lapses (UP_TTL): 503, retried, then 404.
     def refused() -> list[dict[str, Any]]:
         return [x for x in run.proc.log_records()
                 if x.get("msg") == "response not accepted: request already fulfilled or unknown"]
 
-    wait_for(lambda: len(refused()) >= len(texts), "the answers to be refused")
+    wait_for(lambda: len(refused()) >= len(texts), "the answers to be refused", timeout=WAIT + UP_TTL)
     assert {x.get("status_code") for x in refused()} == {404}
     # The tunnel keeps serving through the surviving instance.
     fresh = Session(b.mcp_url(fleet.tunnel), sse=False)

@@ -66,13 +66,16 @@ def test_serve_production_mode_tls_keys_by_reference_limits_health_and_metrics(
     admin_key = "ak_test_" + "z" * 24
     caller_token = "ct_test_" + "y" * 24
     tunnel = new_tunnel_id()
-    env = base_env(tmp_path, ADMIN_KEY=admin_key, REDIS_URL=redis_server.url, CALLER_TOKEN=caller_token)
+    queue_key = "qk_" + "q" * 40
+    env = base_env(tmp_path, ADMIN_KEY=admin_key, REDIS_URL=redis_server.url, CALLER_TOKEN=caller_token,
+                   QUEUE_KEY=queue_key)
     proc = Proc([TUNNEL_CLIENT, "serve", "--listen", "127.0.0.1:0", "--tunnel-id", tunnel,
                  "--runtime-api-key", f"file:{key_file}", "--admin-api-key", "env:ADMIN_KEY",
                  "--caller-token", f"{tunnel}=env:CALLER_TOKEN",
                  "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--max-request-body", "64KiB",
                  "--rate-limit", "2", "--rate-limit-burst", "5", "--engine-queue-backend", "redis",
-                 "--engine-redis-url", "env:REDIS_URL", "--instance-id", "edge-1", "--log.format", "json"], env)
+                 "--engine-redis-url", "env:REDIS_URL", "--engine-encryption-key", "env:QUEUE_KEY",
+                 "--instance-id", "edge-1", "--log.format", "json"], env)
     run = None
     try:
         base = proc.wait_stdout(r"Tunnel service: (\S+)").group(1)
@@ -116,11 +119,12 @@ def test_serve_production_mode_tls_keys_by_reference_limits_health_and_metrics(
         if run is not None:
             run.proc.kill()
         proc.kill()
-    assert runtime_key not in proc.output() and admin_key not in proc.output() and caller_token not in proc.output()
+    out = proc.output()
+    assert runtime_key not in out and admin_key not in out and caller_token not in out and queue_key not in out
 
 
 def test_serve_refuses_a_key_given_inline_and_an_unreachable_redis(tmp_path: Path) -> None:
-    env = base_env(tmp_path, K="rk_" + "a" * 20)
+    env = base_env(tmp_path, K="rk_" + "a" * 20, TUNNEL_ENGINE_ENCRYPTION_KEY="qk_" + "b" * 40)
     inline = Proc([TUNNEL_CLIENT, "serve", "--runtime-api-key", "rk_plainkey"], env)
     assert inline.wait() == 1 and "give a reference" in inline.output()
     down = Proc([TUNNEL_CLIENT, "serve", "--tunnel-id", new_tunnel_id(), "--runtime-api-key", "env:K",
@@ -140,6 +144,6 @@ def test_dev_proxy_runs_on_the_redis_queue(redis_server: RedisServer, tmp_path: 
         s.initialize()
         r = s.call("echo", {"input": "via redis"})
         assert r.status_code == 200 and "via redis" in r.text
-        assert redis_server.client().exists(f"tc:t:{desc['tunnel_id']}:ch") == 1, "the queue was not in Redis"
+        assert redis_server.client().exists(f"tc:t:{desc['tunnel_id']}:chans") == 1, "the queue was not in Redis"
     finally:
         proc.kill()

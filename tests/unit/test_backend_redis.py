@@ -108,7 +108,7 @@ async def test_entries_read_but_never_claimed_are_requeued_by_the_sweep(url: str
         backend = a.backend
         assert isinstance(backend, RedisBackend)
         # Step 1 of a poll by an instance that dies before step 2: the entry sits in its pending list.
-        read = await backend._read(keys=[], args=[backend.prefix, T, "dead-instance", 5, "", 1000, 0])
+        read = await backend._read(keys=[], args=[backend.prefix, T, "dead-instance", 5, "", 1000, 0, 1000, 64, 0])
         assert read[2] == p.request_id
         got = await b.poll(T, 5, WAIT, None, poller=CLIENT)  # the sweep re-queues it within ~reclaim_after
     assert [c["request_id"] for c in got] == [p.request_id]
@@ -119,7 +119,7 @@ async def test_a_requeued_copy_never_reaches_a_second_client(url: str) -> None:
         p = await a.submit(T, rpc())
         backend = a.backend
         assert isinstance(backend, RedisBackend)
-        lane, entry, rid, _ = await backend._read(keys=[], args=[backend.prefix, T, "slow-instance", 5, "", 1000, 0])
+        lane, entry, rid, _ = await backend._read(keys=[], args=[backend.prefix, T, "slow-instance", 5, "", 1000, 0, 1000, 64, 0])
         # The sweep decides the slow instance is dead and re-queues the entry ...
         backend.reclaim_after = 0.0
         assert (await backend.sweep())[0] == 1

@@ -9,6 +9,7 @@ from typing import Any
 from tunnel_core.cli.console import IO
 
 SIZE_RE = r"^(\d+)([KkMm]i?[Bb]?)?$"
+ENCRYPTION_KEY_ENV = "TUNNEL_ENGINE_ENCRYPTION_KEY"
 
 
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
@@ -19,6 +20,10 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine-redis-url", default=None, metavar="URL|REF",
                    help="redis://[:password@]host:port/db, rediss://... for TLS, or an env:NAME / file:/path "
                    "reference to one [TUNNEL_ENGINE_REDIS_URL]")
+    p.add_argument("--engine-encryption-key", action="append", default=[], metavar="REF",
+                   help="secret (32+ characters, env:NAME or file:/path) that encrypts queued commands in Redis, "
+                   "the same on every instance; repeat to rotate (the first encrypts) "
+                   f"[default env:{ENCRYPTION_KEY_ENV}; required by serve on Redis]")
 
 
 def engine_settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -31,12 +36,32 @@ def engine_settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[s
     return args.engine_queue_backend, url
 
 
+def engine_keys(args: argparse.Namespace, env: Mapping[str, str], *, required: bool) -> list[str]:
+    """The resolved --engine-encryption-key secrets ([] when none is given and none is ``required``)."""
+    from tunnel_core.config.refs import is_reference, resolve_ref
+    from tunnel_core.errors import ConfigError
+
+    refs: list[str] = args.engine_encryption_key
+    if not refs and (required or env.get(ENCRYPTION_KEY_ENV)):
+        if not env.get(ENCRYPTION_KEY_ENV):
+            raise ConfigError(f"--engine-encryption-key: required with the redis queue (queued commands hold the "
+                              f"callers' headers and Redis writes them to disk); set {ENCRYPTION_KEY_ENV} or give "
+                              "env:NAME / file:/path to a secret of 32+ characters, the same on every instance")
+        refs = [f"env:{ENCRYPTION_KEY_ENV}"]
+    keys = []
+    for ref in refs:
+        if not is_reference(ref):
+            raise ConfigError("--engine-encryption-key: give a reference (env:NAME or file:/path), not the key itself")
+        keys.append(resolve_ref(ref, setting="--engine-encryption-key", env=env).strip())
+    return keys
+
+
 def engine_backend(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
     """The queue backend the engine flags select (for ``dev tunnel-service``)."""
     from tunnel_core.devservice.backends import build_backend
 
     kind, url = engine_settings(args, env)
-    return build_backend(kind, url, env=env)
+    return build_backend(kind, url, env=env, encryption_keys=engine_keys(args, env, required=False))
 
 
 def register(sub: Any) -> None:
@@ -92,7 +117,29 @@ def register(sub: Any) -> None:
     s.add_argument("--max-queued", type=int, default=10_000, metavar="N",
                    help="commands queued per tunnel lane before the front door answers 503 tunnel_queue_full")
     s.add_argument("--max-connections", type=int, default=0, metavar="N",
-                   help="concurrent connections before new ones get 503 (0 = unlimited)")
+                   help="concurrent connections served; connections beyond it get 503 too_many_connections, "
+                   "except /healthz, /readyz and /metrics, which keep a reserve of 16 (0 = unlimited)")
+    s.add_argument("--max-header-size", default="64KiB", metavar="SIZE",
+                   help="largest request line + headers accepted (431 above it)")
+    s.add_argument("--max-headers", type=int, default=100, metavar="N",
+                   help="most header fields per request (431 above it)")
+    s.add_argument("--header-timeout", default="10s", metavar="DURATION",
+                   help="a request's headers must arrive within this (408, connection closed); also how long "
+                   "a new connection may stay silent")
+    s.add_argument("--body-timeout", default="15s", metavar="DURATION",
+                   help="a request body must arrive within this after its headers (connection closed)")
+    s.add_argument("--idle-timeout", default="30s", metavar="DURATION",
+                   help="close a kept-alive connection that sends no new request for this long")
+    s.add_argument("--max-json-depth", type=int, default=64, metavar="N",
+                   help="front-door bodies nested deeper get 400 invalid_json_payload")
+    s.add_argument("--caller-rate-limit", type=float, default=0.0, metavar="RPS",
+                   help="front-door (and other unauthenticated) requests per second per caller address, "
+                   "shared by all instances on Redis (429 rate_limit_exceeded; 0 = off)")
+    s.add_argument("--caller-rate-limit-burst", type=int, default=0, metavar="N",
+                   help="requests a caller may send at once before --caller-rate-limit applies (default 2 x rate)")
+    s.add_argument("--forwarded-allow-ips", default="", metavar="LIST",
+                   help="comma-separated proxy addresses (or *) whose X-Forwarded-For names the caller's address "
+                   "(default: none; the peer address is the caller)")
     s.add_argument("--url-file", default="", metavar="PATH", help="write a JSON description here (0600)")
     s.add_argument("--log.level", dest="log_level", default="info", metavar="LEVEL")
     s.add_argument("--log.format", dest="log_format", default="struct-text", choices=["struct-text", "json"])
@@ -225,21 +272,38 @@ def build_options(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
         password = resolve_ref(args.tls_key_password, setting="--tls-key-password", env=env)
     for flag, value in (("--rate-limit", args.rate_limit), ("--runtime-rate-limit", args.runtime_rate_limit),
                         ("--rate-limit-burst", args.rate_limit_burst), ("--max-queued", args.max_queued),
-                        ("--max-connections", args.max_connections)):
+                        ("--max-connections", args.max_connections), ("--caller-rate-limit", args.caller_rate_limit),
+                        ("--caller-rate-limit-burst", args.caller_rate_limit_burst)):
         if value < 0:
             raise ConfigError(f"{flag}: must not be negative")
+    for flag, value in (("--max-headers", args.max_headers), ("--max-json-depth", args.max_json_depth)):
+        if value < 1:
+            raise ConfigError(f"{flag}: must be at least 1")
+    timeouts = {flag: _duration(getattr(args, flag[2:].replace("-", "_")), flag)
+                for flag in ("--header-timeout", "--body-timeout", "--idle-timeout")}
+    if min(timeouts.values()) <= 0:
+        raise ConfigError("--header-timeout, --body-timeout, --idle-timeout: must be above 0s")
+    header_size = parse_size(args.max_header_size, "--max-header-size")
+    if header_size < 1024:
+        raise ConfigError("--max-header-size: must be at least 1KiB")
     kind, url = engine_settings(args, env)
+    queue_backend = kind or env.get("TUNNEL_ENGINE_QUEUE_BACKEND", "") or "inmem"
+    encryption_keys = engine_keys(args, env, required=queue_backend == "redis")
     return ServeOptions(
         listen=args.listen, tunnel_ids=served, runtime_keys=creds["runtime_keys"],
         unbound_key_tunnels=frozenset(tunnel_ids), bound_runtime_keys=creds["bound_runtime_keys"],
         caller_tokens=creds["caller_tokens"], front_door=front_door_policy(args.front_door_auth),
         admin_keys=creds["admin_keys"], data_dir=args.data_dir, tls_client_ca_file=args.tls_client_ca_file,
         response_timeout=_duration(args.response_timeout, "--response-timeout"),
-        queue_backend=kind or env.get("TUNNEL_ENGINE_QUEUE_BACKEND", "") or "inmem", redis_url=url or "",
+        queue_backend=queue_backend, redis_url=url or "", encryption_keys=encryption_keys,
         instance_id=args.instance_id, tls_cert_file=args.tls_cert_file, tls_key_file=args.tls_key_file,
         tls_key_password=password, max_body=parse_size(args.max_request_body, "--max-request-body"),
         rate_limit=args.rate_limit, rate_burst=args.rate_limit_burst, runtime_rate_limit=args.runtime_rate_limit,
-        max_queued=args.max_queued, max_connections=args.max_connections,
+        max_queued=args.max_queued, max_connections=args.max_connections, max_header_size=header_size,
+        max_headers=args.max_headers, header_timeout=timeouts["--header-timeout"],
+        body_timeout=timeouts["--body-timeout"], idle_timeout=timeouts["--idle-timeout"],
+        max_json_depth=args.max_json_depth, caller_rate_limit=args.caller_rate_limit,
+        caller_rate_burst=args.caller_rate_limit_burst, forwarded_allow_ips=args.forwarded_allow_ips,
     )
 
 
@@ -257,7 +321,7 @@ def cmd_serve(args: argparse.Namespace, io: IO) -> int:
     from tunnel_core.logs import add_secret_value, setup_logging
 
     options = build_options(args, io.env)
-    for secret in [*options.runtime_keys, *options.admin_keys, options.tls_key_password,
+    for secret in [*options.runtime_keys, *options.admin_keys, options.tls_key_password, *options.encryption_keys,
                    *(k for _, k in options.bound_runtime_keys), *(t for _, t in options.caller_tokens)]:
         if secret:
             add_secret_value(secret)

@@ -6,6 +6,12 @@ Runtime API (Bearer runtime key bound to the tunnel, see ``credentials``): ``GET
 carrying each ``jsonrpc_notify`` and then the final message when the caller accepts
 ``text/event-stream``; ``DELETE /v1/mcp/{id}`` becomes ``session_termination``. With front-door
 authentication on, each front-door request needs the tunnel's caller token (``FrontDoorGuard``).
+
+A front-door caller that disconnects before a client took its command withdraws it; once a
+client has it, the command runs to its own deadline (its answer is then refused with 404).
+Channel names are checked (``CHANNEL_RE``), bodies nested deeper than ``max_json_depth`` are
+refused, and the backend may refuse channels no client of the tunnel declared
+(``unknown_channel``, ``serve``).
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from tunnel_core.devservice.admin import build_admin_routes
 from tunnel_core.devservice.backends.base import poller_from_headers
 from tunnel_core.devservice.broker import Broker, DeliveryError, Pending
 from tunnel_core.devservice.credentials import FrontDoorGuard, FrontDoorPolicy, Gate
+from tunnel_core.devservice.jsonbody import DEFAULT_MAX_DEPTH, JSONBodyError, parse_json
 from tunnel_core.devservice.oauth_routes import OAuthRewriteMiddleware, oauth_routes
 from tunnel_core.devservice.registry import build_registry
 from tunnel_core.devservice.testcontrols import TestControls, TestControlsMiddleware
-from tunnel_core.wire.models import TUNNEL_ID_RE, TunnelResponsePayload
+from tunnel_core.wire.models import CHANNEL_RE, TUNNEL_ID_RE, TunnelResponsePayload
 from tunnel_core.wire.status import status_text
 
 log = logging.getLogger("tunnel_client.tunnelservice")
@@ -42,6 +49,7 @@ log = logging.getLogger("tunnel_client.tunnelservice")
 _DROP_INBOUND = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
                            "upgrade", "accept-encoding", "proxy-connection"})
 MAX_BODY = 4 * 1024 * 1024
+MAX_POLL_CHANNELS = 64  # channel parameters one poll may name
 
 
 @dataclass(slots=True)
@@ -58,6 +66,7 @@ class ServiceConfig:
     admin_keys: dict[str, str | None] = field(default_factory=dict, repr=False)  # key -> org scope (None: any)
     data_dir: str = ""  # admin-created tunnels persist here (SQLite); "" keeps them in memory
     max_body: int = MAX_BODY  # front-door request and response-POST body cap, bytes
+    max_json_depth: int = DEFAULT_MAX_DEPTH  # deeper front-door bodies get 400 invalid_json_payload
     # Point resource_metadata of relayed WWW-Authenticate headers at this service's PRMD route, as
     # the hosted service does (dev tunnel-service and dev proxy turn it on); off = exact pass-through.
     rewrite_www_authenticate: bool = True  # resource_metadata in a relayed 401 points at the tunnel
@@ -93,6 +102,12 @@ def _answer_status(code: int) -> int:
     if code < 200 or code > 599:
         return 502
     return code
+
+
+async def _until_disconnect(request: Request) -> None:
+    """Return when the caller's connection is gone (the request body must already be read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
@@ -176,6 +191,10 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         if not 1 <= limit <= 25:
             return api_error(400, "limit must be between 1 and 25.", None)
         channels = set(request.query_params.getlist("channel")) or None
+        if channels is not None and (len(channels) > MAX_POLL_CHANNELS
+                                     or not all(CHANNEL_RE.match(c) for c in channels)):
+            return api_error(400, f"channel: give at most {MAX_POLL_CHANNELS} channel names of 1-64 lowercase "
+                             "letters, digits, '_' or '-'.", "invalid_channel")
         timeout = min(max(timeout_ms, 0) / 1000, config.max_poll_timeout)
         commands: list[dict[str, Any]] = []
         key = bearer(request)
@@ -196,8 +215,7 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
             async def until_disconnect() -> None:
                 # A poller whose client has gone must stop waiting: otherwise it would take
                 # commands that nobody receives, and hold up the server's shutdown.
-                while (await request.receive())["type"] != "http.disconnect":
-                    pass
+                await _until_disconnect(request)
                 tg.cancel_scope.cancel()
 
             tg.start_soon(take)
@@ -219,7 +237,7 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         if len(body) > config.max_body:
             return api_error(413, "Response body too large.", "request_body_too_large")
         try:
-            raw = json.loads(body)
+            raw = parse_json(body, 0)  # the client is authenticated; only the parser's own limit applies
             TunnelResponsePayload.model_validate(raw)
         except (ValueError, ValidationError):
             return api_error(400, "The response payload is not a valid TunnelResponsePayload.",
@@ -259,25 +277,28 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
             return api_error(503, f"no tunnel-client has polled tunnel {tunnel_id} in the last "
                              f"{format_seconds(window)} (--client-last-seen-timeout); check that it runs and "
                              "reaches this service", "tunnel_client_not_seen")
+        channel = request.query_params.get("channel", "main")
+        if not CHANNEL_RE.match(channel):
+            return api_error(400, "channel: use 1-64 lowercase letters, digits, '_' or '-'.", "invalid_channel")
         headers = _inbound_headers(request.headers.items())
         if request.method == "DELETE":
             if "mcp-session-id" not in {k.lower() for k in headers}:
                 return api_error(400, "DELETE requires the Mcp-Session-Id header.", "missing_mcp_session_id")
-            command = {"command_type": "session_termination", "channel": request.query_params.get("channel", "main"),
+            command = {"command_type": "session_termination", "channel": channel,
                        "created_at": _now_rfc3339(), "response_timeout": _duration_ms(config.response_timeout),
                        "headers": headers}
-            return await _finish_plain(tunnel_id, command, is_request=False)
+            return await _finish_plain(request, tunnel_id, command, is_request=False)
         body = await request.body()
         if len(body) > config.max_body:
             return api_error(413, "Request body too large.", "request_body_too_large")
         try:
-            message = json.loads(body)
-        except ValueError:
-            message = None
+            message = parse_json(body, config.max_json_depth)
+        except JSONBodyError as exc:
+            message = exc
         if not isinstance(message, dict):
-            return api_error(400, "The MCP request body must be a JSON object.", "invalid_json_payload")
+            why = f" {message}" if isinstance(message, JSONBodyError) else ""
+            return api_error(400, "The MCP request body must be a JSON object." + why, "invalid_json_payload")
         outcome.rpc_method = str(message.get("method") or "")[:64]
-        channel = request.query_params.get("channel", "main")
         response_timeout = _duration_ms(config.response_timeout)
         if config.test_controls is not None and "response_timeout" in request.query_params:
             response_timeout = request.query_params["response_timeout"]
@@ -292,29 +313,41 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         is_request = "method" in message and "id" in message
         wants_sse = "text/event-stream" in request.headers.get("accept", "")
         if is_request and wants_sse:
-            return await _finish_sse(tunnel_id, command, message.get("id"), outcome)
-        return await _finish_plain(tunnel_id, command, is_request=is_request, rpc_id=message.get("id"))
+            return await _finish_sse(request, tunnel_id, command, message.get("id"), outcome)
+        return await _finish_plain(request, tunnel_id, command, is_request=is_request, rpc_id=message.get("id"))
 
     def _wait_budget(command: dict[str, Any]) -> float:
         """How long the front door waits: the command's own deadline plus a second of slack."""
         timeout = parse_response_timeout(command.get("response_timeout"))
         return (config.response_timeout if timeout is None else timeout) + 1.0
 
-    async def _wait_terminal(p: Pending) -> dict[str, Any] | None:
-        with anyio.move_on_after(_wait_budget(p.command)):
-            async for payload in p.receive:
-                if payload.get("resp_type") != "jsonrpc_notify":
-                    return payload
-        return None
+    async def _wait(request: Request, p: Pending, *, terminal: bool) -> dict[str, Any] | None:
+        """The first payload for ``p`` (with ``terminal``: the first terminal one); None when the
+        budget ran out or the caller disconnected (the caller's ``forget`` then withdraws the command)."""
+        got: dict[str, Any] | None = None
+        async with anyio.create_task_group() as tg:
 
-    async def _finish_plain(tunnel_id: str, command: dict[str, Any], *, is_request: bool,
+            async def caller_gone() -> None:
+                await _until_disconnect(request)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(caller_gone)
+            with anyio.move_on_after(_wait_budget(p.command)):
+                async for payload in p.receive:
+                    if not terminal or payload.get("resp_type") != "jsonrpc_notify":
+                        got = payload
+                        break
+            tg.cancel_scope.cancel()
+        return got
+
+    async def _finish_plain(request: Request, tunnel_id: str, command: dict[str, Any], *, is_request: bool,
                             rpc_id: Any = None) -> Response:
         try:
             p = await broker.submit(tunnel_id, command)
         except DeliveryError as exc:
             return api_error(exc.status, exc.message, exc.code)
         try:
-            final = await _wait_terminal(p)
+            final = await _wait(request, p, terminal=True)
         finally:
             broker.forget(tunnel_id, p.request_id)
         if final is None:
@@ -342,16 +375,19 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
                          f"no tunnel-client polled tunnel {tunnel_id} within {waited} ({seen}); "
                          "start `tunnel-client run` for this tunnel, or check its /readyz")
 
-    async def _finish_sse(tunnel_id: str, command: dict[str, Any], rpc_id: Any, outcome: _Outcome) -> Response:
+    async def _finish_sse(request: Request, tunnel_id: str, command: dict[str, Any], rpc_id: Any,
+                          outcome: _Outcome) -> Response:
         try:
             p = await broker.submit(tunnel_id, command)
         except DeliveryError as exc:
             return api_error(exc.status, exc.message, exc.code)
         # Wait for the first message so the status line and session headers are real.
-        first: dict[str, Any] | None = None
         budget = _wait_budget(command)
-        with anyio.move_on_after(budget):
-            first = await p.receive.receive()
+        try:
+            first = await _wait(request, p, terminal=False)
+        except BaseException:
+            broker.forget(tunnel_id, p.request_id)
+            raise
         if first is None:
             broker.forget(tunnel_id, p.request_id)
             return _timeout_response(True, rpc_id, _no_answer(tunnel_id, p))

@@ -2,9 +2,12 @@
 
 The same runtime API and MCP front door as ``dev tunnel-service``, with every credential
 scoped (runtime keys bound to tunnels, caller tokens on the front door unless opted out; see
-``credentials``), behind an edge that a service on a reachable host needs: TLS (uvicorn's ssl options), a request-body cap, per-tunnel
-rate limits (429 ``rate_limit_exceeded`` with ``Retry-After``, shared by every instance when the
-queue is in Redis), and the service's own ``/healthz``, ``/readyz`` and ``/metrics``. With
+``credentials``), behind an edge that a service on a reachable host needs: TLS (uvicorn's ssl
+options), bounded request heads, read timeouts and a connection limit that spares the health
+endpoints (``tunnel_core.httpguard``), a request-body cap, per-tunnel and per-caller rate limits
+(429 ``rate_limit_exceeded`` with ``Retry-After``, shared by every instance when the queue is in
+Redis), only channels a client named (``unknown_channel``), and the service's own ``/healthz``,
+``/readyz`` and ``/metrics``. With
 ``--engine-queue-backend redis`` any number of instances share one Redis behind any load
 balancer (see docs/self-hosting.md).
 
@@ -30,10 +33,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunnel_core.devservice.backends import build_backend
 from tunnel_core.devservice.broker import Broker
-from tunnel_core.devservice.credentials import FrontDoorPolicy, Gate
+from tunnel_core.devservice.credentials import CALLER_TOKEN_HEADER, FrontDoorPolicy, Gate, digest
 
 log = logging.getLogger("tunnel_client.tunnelservice")
 
+CALLER_TOKEN_KEY = CALLER_TOKEN_HEADER.lower().encode()
 _FRONT_DOOR = re.compile(r"^/v1/mcp/([^/]+)$")
 _RUNTIME = re.compile(r"^/v1/tunnels/([^/]+)(/poll|/response)?$")
 
@@ -62,8 +66,18 @@ class ServeOptions:
     rate_burst: int = 0  # 0 = max(1, 2 x rate)
     runtime_rate_limit: float = 0.0  # poll/response/metadata requests per second per tunnel; 0 = off
     max_queued: int = 10_000
-    max_connections: int = 0  # uvicorn limit_concurrency; 0 = unlimited
+    max_connections: int = 0  # connections served normally (health endpoints get a reserve); 0 = unlimited
     reclaim_after: float = 10.0
+    max_header_size: int = 64 * 1024  # request line + headers, bytes (431 above)
+    max_headers: int = 100  # header fields per request (431 above)
+    header_timeout: float = 10.0  # a request head must arrive within this
+    body_timeout: float = 15.0  # a request body must arrive within this after its head
+    idle_timeout: float = 30.0  # a kept-alive connection with no request is closed after this
+    max_json_depth: int = 64  # deeper front-door bodies get 400
+    caller_rate_limit: float = 0.0  # requests per second per caller address on the anonymous routes; 0 = off
+    caller_rate_burst: int = 0  # 0 = max(1, 2 x rate)
+    forwarded_allow_ips: str = ""  # trust X-Forwarded-For from these proxies for the caller address
+    encryption_keys: list[str] = field(default_factory=list, repr=False)  # seal commands stored in Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +97,9 @@ class ServiceMetrics:
         self.rate_limited = Counter("tunnel_service_rate_limited", "Requests refused with 429", ["route"],
                                     registry=r)
         self.too_large = Counter("tunnel_service_request_body_too_large", "Requests refused with 413", registry=r)
+        self.guarded = Counter("tunnel_service_connections_refused", "Requests refused or connections closed by "
+                               "the connection guard (head_too_large, too_many_headers, head_timeout, body_timeout, "
+                               "connection_limit)", ["reason"], registry=r)
         self.broker_events = Gauge("tunnel_service_broker_events", "Broker event counts since start "
                                    "(commands_enqueued, commands_polled, responses_routed, responses_refused_*)",
                                    ["event"], registry=r)
@@ -166,17 +183,43 @@ class Edge:
         finally:
             self.metrics.requests.labels(route, str(status or 499)).inc()
 
+    async def _limited(self, send: Send, route: str, key: str, rate: float, burst: int, what: str) -> bool:
+        """Charge one request to ``key``; when over its rate, answer 429 and return True."""
+        wait = await self.broker.backend.admit(key, rate, burst or max(1, math.ceil(2 * rate)))
+        if wait <= 0:
+            return False
+        self.metrics.rate_limited.labels(route).inc()
+        await _send_json(send, 429, _error(f"Too many requests {what}; retry after the delay.",
+                                           "rate_limit_exceeded", "rate_limit_error"),
+                         {"Retry-After": str(max(1, math.ceil(wait)))})
+        return True
+
+    def _caller(self, scope: Scope, route: str, tunnel_id: str) -> str:
+        """Who a request is charged to: its caller token when the tunnel requires one and it is valid (a
+        token cannot be made up to get a fresh budget), else its address (X-Forwarded-For from a proxy
+        named by --forwarded-allow-ips)."""
+        if route == "front_door" and self.gate is not None and self.gate.policy.required(tunnel_id):
+            token = next((v.decode("latin-1").strip() for k, v in scope["headers"] if k == CALLER_TOKEN_KEY), "")
+            if token and self.gate.caller_allowed(token, tunnel_id):
+                return "token:" + digest(token)[:32]
+        client = scope.get("client")
+        return f"addr:{client[0] if client else 'unknown'}"
+
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, route: str, tunnel_id: str) -> None:
-        rate = self.options.rate_limit if route == "front_door" else (
-            self.options.runtime_rate_limit if route in ("poll", "response", "tunnel") else 0.0)
-        if rate > 0 and tunnel_id and (self.gate is None or self.gate.admits(route, scope["headers"], tunnel_id)):
-            burst = self.options.rate_burst or max(1, math.ceil(2 * rate))
-            wait = await self.broker.backend.admit(f"{route}:{tunnel_id}", rate, burst)
-            if wait > 0:
-                self.metrics.rate_limited.labels(route).inc()
-                await _send_json(send, 429, _error("Too many requests for this tunnel; retry after the delay.",
-                                                   "rate_limit_exceeded", "rate_limit_error"),
-                                 {"Retry-After": str(max(1, math.ceil(wait)))})
+        o = self.options
+        runtime = route in ("poll", "response", "tunnel")
+        # Unauthenticated routes (front door, OAuth metadata, unknown paths) are charged to the caller: its
+        # valid caller token, else its address. Runtime routes have their own per-tunnel limit.
+        if o.caller_rate_limit > 0 and not runtime:
+            if await self._limited(send, route, f"caller:{self._caller(scope, route, tunnel_id)}",
+                                   o.caller_rate_limit, o.caller_rate_burst, "from this caller"):
+                return
+        rate = o.rate_limit if route == "front_door" else (o.runtime_rate_limit if runtime else 0.0)
+        # Only requests that would pass their credential check, to tunnels served here, spend a tunnel's
+        # budget: anonymous traffic cannot starve real callers, and junk tunnel ids create no limiter state.
+        if rate > 0 and tunnel_id in self.broker.tunnels and (
+                self.gate is None or self.gate.admits(route, scope["headers"], tunnel_id)):
+            if await self._limited(send, route, f"{route}:{tunnel_id}", rate, o.rate_burst, "for this tunnel"):
                 return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
@@ -263,7 +306,8 @@ def build_service(options: ServeOptions, env: Mapping[str, str]) -> Service:
     from tunnel_core.devservice.app import ServiceConfig, build_gate, build_service_app
 
     backend = build_backend(options.queue_backend, options.redis_url, env=env, instance_id=options.instance_id,
-                            max_queued=options.max_queued, reclaim_after=options.reclaim_after)
+                            max_queued=options.max_queued, reclaim_after=options.reclaim_after,
+                            known_channels_only=True, encryption_keys=options.encryption_keys)
     instance_id = getattr(backend, "instance_id", "") or options.instance_id or "inmem"
     broker = Broker(backend)
     for t in options.tunnel_ids:
@@ -272,15 +316,22 @@ def build_service(options: ServeOptions, env: Mapping[str, str]) -> Service:
         runtime_keys=options.runtime_keys, unbound_key_tunnels=options.unbound_key_tunnels,
         bound_runtime_keys=options.bound_runtime_keys, caller_tokens=options.caller_tokens,
         front_door=options.front_door, response_timeout=options.response_timeout, admin_keys=options.admin_keys,
-        data_dir=options.data_dir, max_body=options.max_body)
+        data_dir=options.data_dir, max_body=options.max_body, max_json_depth=options.max_json_depth)
     gate = build_gate(broker, config)
     app = build_service_app(broker, config, gate)
     return Service(broker, Edge(app, broker, options, instance_id, gate=gate), instance_id)
 
 
-def uvicorn_options(options: ServeOptions) -> dict[str, Any]:
-    """TLS and connection limits, as uvicorn.Config keyword arguments."""
-    out: dict[str, Any] = {}
+def uvicorn_options(options: ServeOptions, on_event: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """TLS, the connection guard and timeouts, as uvicorn.Config keyword arguments."""
+    from tunnel_core.httpguard import Limits, guarded_protocol
+
+    limits = Limits(max_head_bytes=options.max_header_size, max_headers=options.max_headers,
+                    head_timeout=options.header_timeout, body_timeout=options.body_timeout,
+                    max_connections=options.max_connections, on_event=on_event)
+    out: dict[str, Any] = {"http": guarded_protocol(limits), "timeout_keep_alive": options.idle_timeout,
+                           "proxy_headers": bool(options.forwarded_allow_ips),
+                           "forwarded_allow_ips": options.forwarded_allow_ips or None}
     if options.tls_cert_file:
         out.update(ssl_certfile=options.tls_cert_file, ssl_keyfile=options.tls_key_file or None)
         if options.tls_key_password:
@@ -289,8 +340,6 @@ def uvicorn_options(options: ServeOptions) -> dict[str, Any]:
             import ssl
 
             out.update(ssl_ca_certs=options.tls_client_ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
-    if options.max_connections:
-        out["limit_concurrency"] = options.max_connections
     return out
 
 
@@ -303,7 +352,9 @@ async def run_service(
     broker, instance_id = service.broker, service.instance_id
     sock = bind(options.listen, what="--listen")
     async with broker.running(), anyio.create_task_group() as tg:
-        served = serve(service.app, sock, tg, options=uvicorn_options(options))
+        metrics = service.app.metrics
+        served = serve(service.app, sock, tg,
+                       options=uvicorn_options(options, on_event=lambda why: metrics.guarded.labels(why).inc()))
         log.info("tunnel service started", extra={
             "listen": served.url, "instance_id": instance_id, "queue_backend": broker.backend.name,
             "tunnels": len(broker.tunnels), "tls": bool(options.tls_cert_file),

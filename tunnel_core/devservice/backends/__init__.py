@@ -7,7 +7,7 @@ when the redis backend is chosen.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from tunnel_core.devservice.backends.base import DeliveryError, Pending, Poller, QueueBackend, TunnelQueue
 from tunnel_core.errors import ConfigError
@@ -28,24 +28,30 @@ def build_backend(
     max_queued: int = 0,
     reclaim_after: float = 10.0,
     preflight: bool = True,
+    known_channels_only: bool = False,
+    encryption_keys: Sequence[str] = (),
 ) -> QueueBackend:
     """The backend for the flags (flag > env > default); ConfigError names the flag to fix.
 
     With ``preflight`` a Redis backend connects once, synchronously (call it before the event loop).
+    ``known_channels_only`` refuses commands for channels no client named (see ``backends.base``);
+    ``encryption_keys`` seal the commands stored in Redis (the first seals, all open).
     """
     kind = kind or env.get(BACKEND_ENV, "") or "inmem"
     url = redis_url or env.get(REDIS_URL_ENV, "")
     if kind == "inmem":
         from tunnel_core.devservice.backends.inmem import InMemoryBackend
 
-        return InMemoryBackend(max_queued=max_queued)
+        return InMemoryBackend(max_queued=max_queued, known_channels_only=known_channels_only)
     if kind == "redis":
         if not url:
             raise ConfigError(f"--engine-redis-url: required with --engine-queue-backend redis (or set {REDIS_URL_ENV})")
         from tunnel_core.devservice.backends.redis import RedisBackend
+        from tunnel_core.devservice.backends.sealing import Sealer
 
         backend = RedisBackend(url, instance_id=instance_id, max_queued=max_queued or 10_000,
-                               reclaim_after=reclaim_after)
+                               reclaim_after=reclaim_after, known_channels_only=known_channels_only,
+                               sealer=Sealer(list(encryption_keys)))
         if preflight:
             backend.preflight()
         return backend

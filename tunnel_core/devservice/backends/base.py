@@ -17,6 +17,11 @@ A backend keeps the commands queued for each tunnel and hands them to pollers; t
   ``Mcp-Session-Id`` or, when the target has none, one minted here. Later commands of the
   session go to that client only; when that client is gone, the session is refused with 404
   so the MCP client re-initializes.
+* **Known channels** (``known_channels_only``, on in ``serve``): a tunnel's channels are
+  ``main`` plus the ones its clients named when polling (``channel`` parameters and the
+  channels declared in ``X-Tunnel-MCP-Server-Info``) in the last ``CHANNEL_TTL``; a command
+  for any other channel is refused with 400 ``unknown_channel`` before anything is stored.
+  At most ``MAX_CHANNELS`` are remembered per tunnel.
 * **Durability** is the backend's: ``inmem`` loses its queue with the process; ``redis``
   keeps queued commands in Redis across service-instance restarts.
 
@@ -36,10 +41,14 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from tunnel_core.config.durations import parse_response_timeout
+from tunnel_core.wire.models import CHANNEL_RE
 
 CALLER_SLACK = 1.0  # the front door waits response_timeout + this; the request lives as long
 DEFAULT_CLIENT_GRACE = 60.0  # a client instance not seen for this long no longer holds its sessions
 PIN_TTL = 24 * 3600.0  # an idle session pin is forgotten after this long
+CHANNEL_TTL = 24 * 3600.0  # a channel no client has named for this long is unknown again
+MAX_CHANNELS = 64  # channels remembered per tunnel (the least recently named go first)
+MAX_DECLARED = 32  # channels one X-Tunnel-MCP-Server-Info may declare (the wire contract's cap)
 
 
 @dataclass(slots=True)
@@ -105,10 +114,12 @@ class TunnelQueue:
 
 @dataclass(frozen=True, slots=True)
 class Poller:
-    """Who is polling: the client's X-Tunnel-Client-Instance-Id and its proc_affinity channels."""
+    """Who is polling: the client's X-Tunnel-Client-Instance-Id, its proc_affinity channels and
+    every channel it declared (X-Tunnel-MCP-Server-Info)."""
 
     instance_id: str = ""
     affinity: frozenset[str] = frozenset()
+    declared: frozenset[str] = frozenset()
 
 
 class DeliveryError(Exception):
@@ -136,6 +147,11 @@ def unavailable() -> DeliveryError:
 
 def queue_full() -> DeliveryError:
     return DeliveryError(503, "tunnel_queue_full", "Too many commands are queued for this tunnel; retry later.")
+
+
+def unknown_channel(channel: str) -> DeliveryError:
+    return DeliveryError(400, "unknown_channel", f"No tunnel client serves the channel {channel!r} of this tunnel; "
+                         "use a channel the client binds (main by default).")
 
 
 def header(headers: object, name: str) -> str:
@@ -215,15 +231,19 @@ class QueueBackend(Protocol):
 
 
 def poller_from_headers(instance_id: str | None, server_info: str | None) -> Poller:
-    """The Poller a poll request describes; a malformed X-Tunnel-MCP-Server-Info declares no affinity."""
+    """The Poller a poll request describes; a malformed X-Tunnel-MCP-Server-Info declares nothing."""
     affinity: set[str] = set()
-    if server_info:
+    declared: set[str] = set()
+    if server_info and len(server_info) <= 4096:
         try:
             info = json.loads(server_info)
-        except ValueError:
+        except (ValueError, RecursionError):
             info = None
         channels = info.get("channels") if isinstance(info, dict) else None
-        for ch in channels if isinstance(channels, list) else []:
-            if isinstance(ch, dict) and ch.get("proc_affinity") is True and isinstance(ch.get("name"), str):
-                affinity.add(ch["name"])
-    return Poller((instance_id or "").strip()[:64], frozenset(affinity))
+        for ch in channels[:MAX_DECLARED] if isinstance(channels, list) else []:
+            name = ch.get("name") if isinstance(ch, dict) else None
+            if isinstance(name, str) and CHANNEL_RE.match(name):
+                declared.add(name)
+                if ch.get("proc_affinity") is True:
+                    affinity.add(name)
+    return Poller((instance_id or "").strip()[:64], frozenset(affinity), frozenset(declared))

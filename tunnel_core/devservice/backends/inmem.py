@@ -16,7 +16,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from tunnel_core.devservice.backends.base import (
+    CHANNEL_TTL,
     DEFAULT_CLIENT_GRACE,
+    MAX_CHANNELS,
     PIN_TTL,
     Arrive,
     DeliveryError,
@@ -27,6 +29,7 @@ from tunnel_core.devservice.backends.base import (
     queue_full,
     session_gone,
     session_to_pin,
+    unknown_channel,
 )
 
 MAX_PINS = 100_000
@@ -40,9 +43,13 @@ class InMemoryBackend:
     name = "inmem"
     recheck = math.inf  # every enqueue wakes the pollers directly
 
-    def __init__(self, *, max_queued: int = 0, client_grace: float = DEFAULT_CLIENT_GRACE) -> None:
+    def __init__(self, *, max_queued: int = 0, client_grace: float = DEFAULT_CLIENT_GRACE,
+                 known_channels_only: bool = False) -> None:
         self.max_queued = max_queued  # per tunnel; 0 = unbounded (the dev default)
         self.client_grace = client_grace
+        self.known_channels_only = known_channels_only
+        # tunnel -> channel -> until when it is known (named by a poll); bounded by MAX_CHANNELS per tunnel
+        self._channels: dict[str, OrderedDict[str, float]] = {}
         self._pins: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()  # -> (client, expires)
         self._seen_until: dict[tuple[str, str], float] = {}
         self._tat: OrderedDict[str, float] = OrderedDict()
@@ -72,6 +79,8 @@ class InMemoryBackend:
             p.send.close()
 
     def push_now(self, q: TunnelQueue, p: Pending) -> None:
+        if self.known_channels_only and p.channel != "main" and not self._known(q.tunnel_id, p.channel):
+            raise unknown_channel(p.channel)
         if p.session:
             who = self._pinned(q.tunnel_id, p.session)
             if who:
@@ -94,6 +103,7 @@ class InMemoryBackend:
 
     def take_now(self, q: TunnelQueue, limit: int, channels: set[str] | None, poller: Poller,
                  hold: float = 0.0) -> list[dict[str, Any]]:
+        self._name_channels(q.tunnel_id, (channels or set()) | poller.declared)
         if poller.instance_id:
             now = time.monotonic()
             if len(self._seen_until) > MAX_CLIENTS:
@@ -142,6 +152,22 @@ class InMemoryBackend:
             self._seen_until[key] = max(self._seen_until.get(key, 0.0), time.monotonic() + self.client_grace)
         if not self._arrive(tunnel_id, p.request_id, payload, inject):
             raise not_found("The caller is gone.")
+
+    def _name_channels(self, tunnel_id: str, names: set[str] | frozenset[str]) -> None:
+        if not names:
+            return
+        known = self._channels.setdefault(tunnel_id, OrderedDict())
+        until = time.monotonic() + CHANNEL_TTL
+        for name in names:
+            known[name] = until
+            known.move_to_end(name)
+        while len(known) > MAX_CHANNELS:
+            known.popitem(last=False)
+
+    def _known(self, tunnel_id: str, channel: str) -> bool:
+        known = self._channels.get(tunnel_id)
+        until = known.get(channel) if known is not None else None
+        return until is not None and until > time.monotonic()
 
     def _pin(self, tunnel_id: str, sid: str, client: str) -> None:
         self._pins[(tunnel_id, sid)] = (client, time.monotonic() + PIN_TTL)

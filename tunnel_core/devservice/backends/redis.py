@@ -4,12 +4,13 @@ Layout (prefix ``tc:`` by default; one Redis database, not Redis Cluster):
 
 ``t:{tunnel}:q:{channel}``            shared lane: a stream of queued commands, consumer group ``pollers``
 ``t:{tunnel}:p:{client}:{channel}``   a client instance's own lane (commands of sessions pinned to it)
-``t:{tunnel}:ch``                     set of the tunnel's channels
+``t:{tunnel}:chans``                  sorted set: the tunnel's known channels, scored by when they expire
 ``t:{tunnel}:pin:{session}``          session -> client instance that owns it (proc_affinity)
 ``t:{tunnel}:alive:{client}``         present while that client polls (expires after a grace)
 ``req:{request_id}``                  hash: shard token, state queued|polled, taker, lane and entry id;
                                       expires when the caller's budget (response_timeout + 1 s) ends
 ``lanes``                             set of every lane key, for the recovery sweep
+``up:{instance}``                     present while that instance is subscribed (refreshed by its listener)
 ``bell:{tunnel}``  (pub/sub)          "commands arrived": wakes pollers on every instance
 ``inst:{instance}`` (pub/sub)         responses for the callers held by that instance
 ``reg:tunnels``, ``reg:creds``, ``reg`` (pub/sub)  the tunnel registry (``devservice.registry``)
@@ -24,7 +25,12 @@ single arbiter of "taken": only the claim that moves it from queued to polled ha
 command out, so even a re-queued copy can never reach a second client. Entry ids are
 timestamps, which makes trimming expired heads cheap. Pub/sub is used only for wake-ups and
 for routing answers to the instance that holds the caller: both are useless once that
-instance is gone, and ``PUBLISH`` reports that (no receiver -> 404 to the client at once).
+instance is gone, and ``PUBLISH`` reports that (no receiver -> 404 to the client at once),
+unless the instance's ``up:`` key says it is only re-subscribing (after a Redis restart): then
+the answer is refused with 503 and the client retries until its deadline.
+
+Commands are stored sealed (AES-GCM) when encryption keys are given (``sealing``): they carry
+the callers' headers, and Redis writes them to disk.
 """
 
 from __future__ import annotations
@@ -47,7 +53,9 @@ from redis.exceptions import NoScriptError, RedisError
 
 from tunnel_core.devservice.backends import redis_lua as lua
 from tunnel_core.devservice.backends.base import (
+    CHANNEL_TTL,
     DEFAULT_CLIENT_GRACE,
+    MAX_CHANNELS,
     PIN_TTL,
     Arrive,
     DeliveryError,
@@ -59,7 +67,9 @@ from tunnel_core.devservice.backends.base import (
     queue_full,
     session_gone,
     unavailable,
+    unknown_channel,
 )
+from tunnel_core.devservice.backends.sealing import Sealer, SealError
 from tunnel_core.errors import ConfigError
 
 log = logging.getLogger("tunnel_client.tunnelservice.redis")
@@ -68,6 +78,11 @@ INSTANCE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OUTBOX_CAPACITY = 10_000
 CONNECT_TIMEOUT = 10.0
 PING_EVERY = 5.0  # the listener pings Redis this often; three silent intervals mean a dead connection
+# An instance's up: key lasts this long after its last refresh (every PING_EVERY while subscribed): a
+# Redis outage shorter than UP_TTL - PING_EVERY - RESUBSCRIBE_MAX_DELAY loses no answer, and answers for
+# the callers of a killed instance are refused (404) at most UP_TTL after it died.
+UP_TTL = 3 * PING_EVERY
+RESUBSCRIBE_MAX_DELAY = 2.0  # back-off cap of the pub/sub reconnection
 
 
 class _Batcher:
@@ -173,6 +188,8 @@ class RedisBackend:
         client_grace: float = DEFAULT_CLIENT_GRACE,
         reclaim_after: float = 10.0,
         max_connections: int = 64,
+        known_channels_only: bool = False,
+        sealer: Sealer | None = None,
     ) -> None:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("--engine-redis-url: use redis://[:password@]host:port/db, rediss://... or unix://...")
@@ -184,6 +201,9 @@ class RedisBackend:
         self.max_queued = max_queued
         self.client_grace = client_grace
         self.reclaim_after = reclaim_after
+        self.known_channels_only = known_channels_only
+        self.sealer = sealer or Sealer([])
+        self._up_key = f"{prefix}up:{self.instance_id}"
         self._pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=5, decode_responses=True,
             socket_connect_timeout=5, socket_timeout=10, socket_keepalive=True, health_check_interval=30,
@@ -282,8 +302,9 @@ class RedisBackend:
     async def push(self, q: TunnelQueue, p: Pending) -> None:
         args: list[str | int] = [
                 self.prefix, q.tunnel_id, p.channel, p.session, p.request_id, p.shard_token, _ms(p.lifetime),
-                json.dumps(p.command, separators=(",", ":")), "1" if p.is_initialize else "", p.mint,
-                p.session if p.is_termination else "", self.max_queued, _ms(PIN_TTL)]
+                self.sealer.seal(p.request_id, p.command), "1" if p.is_initialize else "", p.mint,
+                p.session if p.is_termination else "", self.max_queued, _ms(PIN_TTL),
+                "1" if self.known_channels_only else "", MAX_CHANNELS]
         try:
             res = await self._batch.call(self._enqueue, args)
         except RedisError as exc:
@@ -293,6 +314,8 @@ class RedisBackend:
             raise session_gone()
         if res[0] == "queue_full":
             raise queue_full()
+        if res[0] == "unknown_channel":
+            raise unknown_channel(p.channel)
         p.pinned_to = res[1]
 
     def push_nowait(self, q: TunnelQueue, p: Pending) -> None:
@@ -345,8 +368,10 @@ class RedisBackend:
                    hold: float = 0.0) -> list[dict[str, Any]]:
         client = poller.instance_id if INSTANCE_RE.match(poller.instance_id) else ""
         self._rotation += 1
+        named = sorted(channels or ())
         args: list[Any] = [self.prefix, q.tunnel_id, self.instance_id, limit, client,
-                           _ms(hold + self.client_grace), self._rotation, *sorted(channels or ())]
+                           _ms(hold + self.client_grace), self._rotation, _ms(CHANNEL_TTL), MAX_CHANNELS,
+                           len(named), *named, *sorted(poller.declared.difference(named))]
         try:
             flat = await self._read(keys=[], args=args)
             if not flat:
@@ -355,15 +380,21 @@ class RedisBackend:
             quads: list[str] = []
             for i in range(0, len(flat), 4):
                 lane, entry, rid, raw = flat[i:i + 4]
-                command = json.loads(raw)
-                commands[rid] = command
+                try:
+                    command = self.sealer.open(rid, raw)
+                except (SealError, ValueError) as exc:
+                    # Claimed below (so it is not re-queued forever) but never handed out.
+                    log.error("queued command cannot be read; dropped", extra={"request_id": rid, "error": str(exc)})
+                    command = {}
+                else:
+                    commands[rid] = command
                 quads += [lane, entry, rid, "1" if command.get("channel", "main") in poller.affinity else ""]
             claimed = await self._claim(keys=[], args=[self.prefix, client, _ms(self.client_grace), q.tunnel_id,
                                                        *quads])
         except RedisError as exc:
             log.warning("redis poll failed", extra={"tunnel_id": q.tunnel_id, "error": str(exc)})
             raise unavailable() from None
-        return [commands[rid] for rid in claimed]
+        return [commands[rid] for rid in claimed if rid in commands]
 
     # -- responses ------------------------------------------------------------------------------
 
@@ -384,6 +415,8 @@ class RedisBackend:
             raise unavailable() from None
         if res[0] == "ok":
             return
+        if res[0] == "retry":  # the owner instance is re-subscribing (Redis restarted): the client retries
+            raise unavailable()
         if res[0] == "mismatch":
             raise DeliveryError(401, "tunnel_request_mismatch", "The shard token does not match this request.")
         if res[0] == "gone":
@@ -400,10 +433,13 @@ class RedisBackend:
                 await ps.subscribe(f"{self.prefix}inst:{self.instance_id}", *self._watched)
                 confirmed = 0
                 last = anyio.current_time()
-                pinged = last
+                pinged = refreshed = last
                 while True:
                     msg = await ps.get_message(timeout=1.0)
                     now = anyio.current_time()
+                    if self._subscribed and now - refreshed > PING_EVERY:
+                        await self._r.set(self._up_key, "1", px=_ms(UP_TTL))
+                        refreshed = now
                     if msg is None:
                         if now - last > 3 * PING_EVERY:
                             raise RedisError("pub/sub connection silent")
@@ -416,6 +452,8 @@ class RedisBackend:
                     if kind in ("subscribe", "psubscribe"):
                         confirmed += 1
                         if confirmed >= 2 + len(self._watched):
+                            await self._r.set(self._up_key, "1", px=_ms(UP_TTL))
+                            refreshed = now
                             self._subscribed = True
                             delay = 0.1
                             ready.set()
@@ -441,7 +479,7 @@ class RedisBackend:
                     with contextlib.suppress(RedisError, OSError):
                         await ps.aclose()  # type: ignore[no-untyped-call]
             await anyio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
 
     async def _leave(self) -> None:
         """Unsubscribe and wait for Redis to confirm: from then on, answers for this instance's
@@ -449,6 +487,7 @@ class RedisBackend:
         if not self._subscribed or self._pubsub is None:
             return
         try:
+            await self._r.delete(self._up_key)
             await self._pubsub.unsubscribe()
             await self._pubsub.punsubscribe()
         except (RedisError, OSError):

@@ -6,11 +6,28 @@ see ``tunnel_core.devservice.backends.redis`` for the layout and the reasons.
 
 from __future__ import annotations
 
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
 # KEYS: none (standalone Redis). ARGV: prefix, tunnel, channel, session, request_id, shard, ttl_ms,
-# command json, is_initialize, mint, terminated session, max_queued, pin_ttl_ms
-ENQUEUE = """
+# command (json or sealed), is_initialize, mint, terminated session, max_queued, pin_ttl_ms,
+# known channels only, max channels
+ENQUEUE = _NOW + """
 local P, tid, ch, sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local base = P..'t:'..tid
+local chans = base..':chans'
+if ARGV[14] == '1' then
+  if ch ~= 'main' then
+    local known = redis.call('ZSCORE', chans, ch)
+    if not known or tonumber(known) < now then return {'unknown_channel', ''} end
+  end
+else
+  redis.call('ZADD', chans, 'GT', now + tonumber(ARGV[7]), ch)
+  local extra = redis.call('ZCARD', chans) - tonumber(ARGV[15])
+  if extra > 0 then redis.call('ZPOPMIN', chans, extra) end
+end
 local lane = base..':q:'..ch
 local pinned = ''
 if sid ~= '' then
@@ -31,26 +48,39 @@ local req = P..'req:'..ARGV[5]
 redis.call('HSET', req, 'tid', tid, 'shard', ARGV[6], 'state', 'queued', 'lane', lane, 'id', id,
            'init', ARGV[9], 'mint', ARGV[10], 'term', ARGV[11], 'taker', '', 'aff', '')
 redis.call('PEXPIRE', req, ARGV[7])
-redis.call('SADD', base..':ch', ch)
 redis.call('SADD', P..'lanes', lane)
 redis.call('PUBLISH', P..'bell:'..tid, ch)
 return {'ok', pinned}
 """
 
-# Step 1 of a poll: read up to `limit` new entries into this instance's pending list.
-# ARGV: prefix, tunnel, consumer, limit, client, alive_ms, rotation, channel filter...
-READ = """
+# Step 1 of a poll: note the channels the poller named (they become known channels of the tunnel),
+# then read up to `limit` new entries into this instance's pending list.
+# ARGV: prefix, tunnel, consumer, limit, client, alive_ms, rotation, channel_ttl_ms, max channels,
+# number of filter channels, filter channels..., declared channels...
+READ = _NOW + """
 local P, tid, consumer, left, client = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local base = P..'t:'..tid
 if client ~= '' then
   local alive = base..':alive:'..client
   if redis.call('PTTL', alive) < tonumber(ARGV[6]) then redis.call('SET', alive, '1', 'PX', ARGV[6]) end
 end
+local known = base..':chans'
+local nf = tonumber(ARGV[10])
+if #ARGV > 10 then
+  local expires = now + tonumber(ARGV[8])
+  for i = 11, #ARGV do redis.call('ZADD', known, 'GT', expires, ARGV[i]) end
+  redis.call('ZREMRANGEBYSCORE', known, '-inf', now)
+  local extra = redis.call('ZCARD', known) - tonumber(ARGV[9])
+  if extra > 0 then redis.call('ZPOPMIN', known, extra) end
+end
 local chans = {}
-if #ARGV > 7 then
-  for i = 8, #ARGV do chans[#chans + 1] = ARGV[i] end
+if nf > 0 then
+  for i = 11, 10 + nf do chans[#chans + 1] = ARGV[i] end
 else
-  chans = redis.call('SMEMBERS', base..':ch')
+  chans = redis.call('ZRANGEBYSCORE', known, now, '+inf')
+  local has_main = false
+  for _, c in ipairs(chans) do if c == 'main' then has_main = true end end
+  if not has_main then chans[#chans + 1] = 'main' end
   table.sort(chans)
 end
 local out = {}
@@ -125,6 +155,9 @@ end
 local nl = string.char(10)
 local msg = tid..nl..rid..nl..inject..nl..ARGV[6]
 if redis.call('PUBLISH', P..'inst:'..ARGV[5], msg) == 0 then
+  -- No receiver: the owner instance stopped, or it is re-subscribing after a Redis restart. While
+  -- its liveness key lasts, keep the request: the client retries and the answer still arrives.
+  if redis.call('EXISTS', P..'up:'..ARGV[5]) == 1 then return {'retry'} end
   redis.call('DEL', req)
   return {'gone'}
 end
@@ -143,8 +176,9 @@ return 1
 
 # Recovery: entries read by a poll that never claimed them (the instance died, or the poll was
 # cut between the two steps) go back to the end of their lane; expired heads are dropped; empty
-# lanes of clients that are gone are deleted. ARGV: prefix, consumer, min_idle_ms
-SWEEP = """
+# lanes of clients that are gone, and shared lanes empty for min_idle_ms, are deleted.
+# ARGV: prefix, consumer, min_idle_ms
+SWEEP = _NOW + """
 local P, consumer, idle = ARGV[1], ARGV[2], ARGV[3]
 local requeued, dropped = 0, 0
 for _, lane in ipairs(redis.call('SMEMBERS', P..'lanes')) do
@@ -176,9 +210,20 @@ for _, lane in ipairs(redis.call('SMEMBERS', P..'lanes')) do
       dropped = dropped + 1
     end
     local client = string.match(lane, ':p:([^:]+):')
-    if client and redis.call('XLEN', lane) == 0 then
-      local tunnel = string.match(lane, 't:(.-):p:')
-      if redis.call('EXISTS', P..'t:'..tunnel..':alive:'..client) == 0 then
+    if redis.call('XLEN', lane) == 0 then
+      local gone = false
+      if client then
+        local tunnel = string.match(lane, 't:(.-):p:')
+        gone = redis.call('EXISTS', P..'t:'..tunnel..':alive:'..client) == 0
+      else
+        local info = redis.call('XINFO', 'STREAM', lane)
+        for i = 1, #info, 2 do
+          if info[i] == 'last-generated-id' then
+            gone = now - (tonumber(string.match(info[i + 1], '^(%d+)')) or 0) > tonumber(idle)
+          end
+        end
+      end
+      if gone then
         redis.call('DEL', lane)
         redis.call('SREM', P..'lanes', lane)
       end
