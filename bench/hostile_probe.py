@@ -42,7 +42,9 @@ from typing import Any
 
 BIN = Path(sys.executable).parent / "tunnel-client"
 TUNNEL_ID = "tunnel_" + "d" * 32
-JSON_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+CALLER = "ct_probe_" + secrets.token_urlsafe(24)  # the attacks come from a caller holding a valid caller token
+JSON_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+                "X-Tunnel-Caller-Token": CALLER}
 ATTACKS = ("junk", "headers", "slowloris", "idle", "deepjson", "disconnect", "restart")
 
 
@@ -130,7 +132,7 @@ class Lab:
         self.tmp = Path(tempfile.mkdtemp(prefix="tc-hostile-"))
         self.key = secrets.token_urlsafe(24)
         self.env = {**os.environ, "CONTROL_PLANE_API_KEY": self.key,
-                    "TUNNEL_ENGINE_ENCRYPTION_KEY": secrets.token_urlsafe(32)}
+                    "TUNNEL_ENGINE_ENCRYPTION_KEY": secrets.token_urlsafe(32), "PROBE_CALLER_TOKEN": CALLER}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.redis_port = 0
         self.redis_proc: subprocess.Popen[bytes] | None = None
@@ -185,6 +187,7 @@ class Lab:
         url_file = self.tmp / f"svc{len(self.procs)}.json"
         p = self._start([str(BIN), "serve", "--listen", "127.0.0.1:0", "--tunnel-id", TUNNEL_ID,
                          "--runtime-api-key", "env:CONTROL_PLANE_API_KEY", "--engine-queue-backend", backend,
+                         "--caller-token", f"{TUNNEL_ID}=env:PROBE_CALLER_TOKEN",
                          *(["--engine-redis-url", self.redis_url] if backend == "redis" else []),
                          "--url-file", str(url_file), "--log.level", "warn", *self.extra_serve, *extra])
         base = _wait(lambda: json.loads(url_file.read_text())["control_plane_base_url"], "serve url file")
@@ -279,7 +282,7 @@ def _hostport(base: str) -> tuple[str, int]:
 
 def _post(path: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
     lines = [f"POST {path} HTTP/1.1", "Host: probe", f"Content-Length: {len(body)}",
-             "Content-Type: application/json", *[f"{k}: {v}" for k, v in headers]]
+             "Content-Type: application/json", f"X-Tunnel-Caller-Token: {CALLER}", *[f"{k}: {v}" for k, v in headers]]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 

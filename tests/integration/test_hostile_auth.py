@@ -78,8 +78,9 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     started: list[tuple[Serve, list[str]]] = []
 
     def start(*args: str, env: dict[str, str], secrets_: list[str] | None = None) -> Serve:
+        # Serve on Redis needs the key that seals queued commands (the same for every instance).
         proc = Proc([TUNNEL_CLIENT, "serve", "--listen", "127.0.0.1:0", "--log.format", "json", *args],
-                    base_env(tmp_path, **env))
+                    base_env(tmp_path, TUNNEL_ENGINE_ENCRYPTION_KEY="qk_" + "e" * 40, **env))
         try:
             base = proc.wait_stdout(r"Tunnel service: (\S+)").group(1)
         except BaseException:

@@ -35,7 +35,7 @@ from tests.support.fake_model import (
 )
 from tests.support.faulty import FaultyService
 from tests.support.proc import TUNNEL_CLIENT, Proc, base_env
-from tests.support.redis_helpers import RedisServer, ServiceProc, running_redis, start_service
+from tests.support.redis_helpers import QUEUE_KEY, RedisServer, ServiceProc, running_redis, start_service
 from tests.support.servers import BackgroundLoop
 from tests.support.targets import MCPTarget
 from tests.support.tunnel import ClientRun, StartClient, new_tunnel_id, start_client
@@ -369,7 +369,8 @@ def start_serve(redis_url: str, tunnel: str, runtime_key: str, home: Path) -> Se
     argv = [TUNNEL_CLIENT, "serve", "--listen", "127.0.0.1:0", "--tunnel-id", tunnel,
             "--runtime-api-key", "env:SERVE_RUNTIME_KEY", "--caller-token", f"{tunnel}=env:SERVE_CALLER_TOKEN",
             "--engine-queue-backend", "redis", "--engine-redis-url", redis_url, "--response-timeout", "10s"]
-    proc = Proc(argv, base_env(home, SERVE_RUNTIME_KEY=runtime_key, SERVE_CALLER_TOKEN=CALLER_TOKEN))
+    proc = Proc(argv, base_env(home, SERVE_RUNTIME_KEY=runtime_key, SERVE_CALLER_TOKEN=CALLER_TOKEN,
+                               TUNNEL_ENGINE_ENCRYPTION_KEY=QUEUE_KEY))
     try:
         url = proc.wait_stdout(r"Tunnel service: (\S+)").group(1)
     except BaseException:

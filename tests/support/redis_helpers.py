@@ -23,6 +23,9 @@ import pytest
 from tests.support.proc import TUNNEL_CLIENT, WAIT, Proc, base_env
 from tests.support.proc import wait_until as wait_for  # noqa: F401 - re-exported for the tests
 
+# Seals the commands queued in Redis (--engine-encryption-key); every instance on one Redis needs the same.
+QUEUE_KEY = "qk_test_" + "q" * 40
+
 
 def redis_server_binary() -> str:
     path = shutil.which("redis-server")
@@ -134,7 +137,7 @@ def start_service(
             "--response-timeout", response_timeout, "--log.level", "info",
             "--engine-queue-backend", backend, *(["--engine-redis-url", redis_url] if redis_url else []),
             *[a for t in tunnels for a in ("--tunnel-id", t)], *extra]
-    proc = Proc(argv, base_env(home, CONTROL_PLANE_API_KEY=runtime_key))
+    proc = Proc(argv, base_env(home, CONTROL_PLANE_API_KEY=runtime_key, TUNNEL_ENGINE_ENCRYPTION_KEY=QUEUE_KEY))
     try:
         url = proc.wait_stdout(r"Tunnel service: (\S+)").group(1)
     except BaseException:
