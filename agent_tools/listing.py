@@ -40,7 +40,7 @@ def _first_line(path: Path) -> str:
 
 def resource_entries() -> list[dict[str, str]]:
     """Every doc page and help topic as ``{uri, name, title, description, mimeType, path}``."""
-    from tunnel_core.ops.topic_files import TOPIC_DIR, topic_titles
+    from tunnel_core.ops.topic_files import topic_path, topic_titles
 
     out: list[dict[str, str]] = []
     docs = docs_dir()
@@ -53,7 +53,7 @@ def resource_entries() -> list[dict[str, str]]:
     for name, title in topic_titles():
         out.append({"uri": HELP_URI + name, "name": f"help/{name}", "title": title,
                     "description": f"`tunnel-client help {name}`: {title}", "mimeType": "text/plain",
-                    "path": str(TOPIC_DIR / f"{name}.txt")})
+                    "path": topic_path(name)})
     return out
 
 

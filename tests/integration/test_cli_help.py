@@ -84,3 +84,28 @@ def _time_help(tmp_path: Path) -> float:
     start = time.perf_counter()
     subprocess.run([TUNNEL_CLIENT, "--help"], env=clean_env(tmp_path), capture_output=True, check=True)
     return time.perf_counter() - start
+
+
+def _loaded_after(argv: list[str]) -> set[str]:
+    probe = ("import io, sys; from tunnel_core.cli.main import main; "
+             f"main({argv!r}, stdout=io.StringIO(), stderr=io.StringIO()); print(chr(10).join(sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_root_help_and_help_topic_build_no_command_module() -> None:
+    # The commands are listed from cli/commands.py; their modules load only when one is run.
+    for argv in (["--help"], ["help", "doctor"]):
+        loaded = _loaded_after(argv)
+        commands = {m for m in loaded if m.startswith("tunnel_core.cli.") and m.endswith("cmd")}
+        assert commands <= {"tunnel_core.cli.opscmd"}, (argv, commands)  # `help` lives in opscmd
+        assert not loaded & {"dataclasses", "pathlib", "typing", "pydantic"}, argv
+    assert "tunnel_core.cli.runcmd" in _loaded_after(["run", "--help"])  # the check sees a command module
+
+
+def test_root_help_reads_the_same_from_the_table_and_from_every_command() -> None:
+    from tunnel_core.cli.main import build_parser
+
+    listed = build_parser(None, only=True).format_help()  # commands listed from cli/commands.py only
+    assert listed == build_parser().format_help()  # ... and from each command's own registration
+    assert build_parser("run", only=True).format_help() == listed

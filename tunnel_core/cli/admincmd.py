@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from tunnel_core.cli.commands import HELP
 from tunnel_core.cli.console import IO
 
 CREATE_NOTE = "Note: wait 25-30 seconds before expecting a newly created tunnel to be active and ready."
@@ -42,7 +43,7 @@ def _scope_flags(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     common = _admin_flags()
-    admin = sub.add_parser("admin", parents=[common], help="administrative operations for the tunnel control plane",
+    admin = sub.add_parser("admin", parents=[common], help=HELP["admin"],
                            description="Manage tunnels through the control-plane management API with an admin key.")
     asub = admin.add_subparsers(dest="admin_command", metavar="COMMAND")
     admin.set_defaults(handler=lambda a, io: (admin.print_help(io.stdout), 0)[1])
@@ -307,7 +308,7 @@ def _register_profiles(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="output JSON")
     p = sub.add_parser("admin-profiles", parents=[common],
-                       help="manage admin profiles used by runtimes commands (key references only)",
+                       help=HELP["admin-profiles"],
                        description="Named control-plane connections for the runtimes commands. Keys are stored as "
                        "env:NAME or file:/path references in <state dir>/admin_profiles.yaml (0600), never as values.")
     psub = p.add_subparsers(dest="profiles_command", metavar="COMMAND")

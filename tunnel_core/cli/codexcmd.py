@@ -13,6 +13,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from tunnel_core.cli.commands import HELP
 from tunnel_core.cli.console import IO
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def _plugin_commands(parent: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    codex = sub.add_parser("codex", help="Codex plugin, status, assistant and agent tool server",
+    codex = sub.add_parser("codex", help=HELP["codex"],
                            description="Work with Codex: install the tunnel-client plugin, check the wiring, ask the "
                            "assistant, or run the agent tool server.")
     csub = codex.add_subparsers(dest="codex_command", metavar="COMMAND")

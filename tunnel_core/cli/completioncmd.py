@@ -19,6 +19,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunnel_core.cli.commands import HELP
 from tunnel_core.cli.console import IO
 
 SHELLS = ("bash", "zsh", "fish")
@@ -40,7 +41,7 @@ _HOW = {
 
 def register(sub: Any, root: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "completion", help="print a shell completion script (bash, zsh or fish)",
+        "completion", help=HELP["completion"],
         description="Print a script that completes tunnel-client commands, flags and flag values in your shell. "
         "Run `tunnel-client completion SHELL --help` for how to load it.",
     )

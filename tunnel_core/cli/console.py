@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TextIO
+
+TYPE_CHECKING = False  # see cli/main.py
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
-@dataclass(slots=True)
 class IO:
-    env: Mapping[str, str]
-    stdout: TextIO
-    stderr: TextIO
+    # A plain class, not a dataclass: importing dataclasses costs every CLI command (even --help)
+    # a few milliseconds, and this is on the path of all of them.
+    __slots__ = ("env", "stderr", "stdout")
+
+    def __init__(self, env: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> None:
+        self.env = env
+        self.stdout = stdout
+        self.stderr = stderr
 
     def out(self, text: str = "") -> None:
         self.stdout.write(text + "\n")

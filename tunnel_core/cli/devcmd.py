@@ -6,12 +6,13 @@ import argparse
 from typing import Any
 
 from tunnel_core.cli import servecmd
+from tunnel_core.cli.commands import HELP
 from tunnel_core.cli.console import IO
 from tunnel_core.cli.flags import duration_flag as _duration
 
 
 def register(sub: Any) -> None:
-    dev = sub.add_parser("dev", help="local development helpers (no account needed)")
+    dev = sub.add_parser("dev", help=HELP["dev"])
     dsub = dev.add_subparsers(dest="dev_command", metavar="COMMAND")
     dev.set_defaults(handler=lambda a, io: (dev.print_help(io.stdout), 0)[1])
 

@@ -1,7 +1,8 @@
 """Command-line entry point. Parsing only: each command calls one function and renders its result.
 
-Heavy modules (anyio, httpx2, uvicorn, mcp) are imported inside the command functions so
-``--help`` and ``--version`` answer fast.
+Heavy modules (anyio, httpx2, uvicorn, mcp) are imported inside the command functions, and
+only the command being run is registered (the others are listed from ``cli/commands.py``),
+so ``--help``, ``help TOPIC`` and ``--version`` answer in a few tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TextIO
 
 from tunnel_core import __version__
 from tunnel_core.cli.console import IO, Handler
 from tunnel_core.errors import TunnelClientError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every command, --help included
+if TYPE_CHECKING:
+    from typing import TextIO
 
 SETUP_PAGES = """setup pages:
   Tunnels management     https://platform.openai.com/settings/organization/tunnels
@@ -28,38 +32,93 @@ try it locally with no account:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from tunnel_core.cli import (
-        admincmd,
-        codexcmd,
-        completioncmd,
-        devcmd,
-        opscmd,
-        profilescmd,
-        runcmd,
-        runtimescmd,
-        servecmd,
-    )
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose formatter knows the terminal width without importing shutil.
 
-    parser = argparse.ArgumentParser(
+    argparse builds a help formatter for every add_argument call (to check the metavar), and
+    each one imports shutil (with zlib, bz2, lzma) and asks the terminal for its size; here
+    the width is looked up once. Nested subparsers inherit this class.
+    """
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=_width())  # type: ignore[call-arg]  # all of argparse's take width
+
+
+_WIDTH: list[int] = []
+
+
+def _width() -> int:
+    """What shutil.get_terminal_size gives argparse: $COLUMNS, else the terminal's, else 80; minus 2."""
+    if not _WIDTH:
+        try:
+            columns = int(os.environ.get("COLUMNS", "0"))
+        except ValueError:
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 80
+        _WIDTH.append(columns - 2)
+    return _WIDTH[0]
+
+
+def build_parser(command: str | None = "", *, only: bool = False) -> argparse.ArgumentParser:
+    """The CLI's parser: every command (the default), or with ``only`` just ``command``'s (``None``: none).
+
+    Commands that are not built are listed by name and help line (``cli/commands.py``), so the
+    root ``--help`` and usage errors read the same either way.
+    """
+    import importlib
+
+    from tunnel_core.cli.commands import COMMANDS
+    from tunnel_core.ops.topic_files import topics_epilog
+
+    parser = _Parser(
         prog="tunnel-client",
         description="Reach a private MCP server from ChatGPT, Codex or any hosted MCP client with no inbound port.",
-        epilog=SETUP_PAGES + opscmd.topics_epilog(),
+        epilog=SETUP_PAGES + topics_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--version", action="version", version=__version__,
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    runcmd.register(sub)
-    devcmd.register(sub)
-    servecmd.register(sub)
-    profilescmd.register(sub)
-    opscmd.register(sub, parser)
-    admincmd.register(sub)
-    runtimescmd.register(sub)
-    codexcmd.register(sub)
-    completioncmd.register(sub, parser)
+    wanted = {where for name, where, _ in COMMANDS if not only or name == command}
+    done: set[str] = set()
+    for name, where, help_line in COMMANDS:
+        if where not in wanted:
+            # Listed, not built: selecting it builds the real one (main never parses with a stub).
+            if help_line is None:
+                sub.add_parser(name, add_help=False)
+            else:
+                sub.add_parser(name, help=help_line, add_help=False)
+        elif where not in done:
+            done.add(where)
+            module, _, function = where.partition(":")
+            register = getattr(importlib.import_module(f"tunnel_core.cli.{module}"), function)
+            if register.__code__.co_argcount > 1:
+                register(sub, parser)
+            else:
+                register(sub)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` when only that command's parser is needed; "" when the full tree is."""
+    from tunnel_core.cli.commands import HELP
+
+    words = [w for w in argv if not w.startswith("-")]
+    if not words or words[0] not in HELP:
+        return None  # the root's own options, its help, or a usage error: no command is built
+    if words[0] == "completion" or (words[0] == "help" and len(words) > 1 and not _is_topic(words[1])):
+        return ""  # these show the whole command tree
+    return words[0]
+
+
+def _is_topic(word: str) -> bool:
+    from tunnel_core.ops.topic_files import topic_names
+
+    return word.strip() in topic_names()
 
 
 def main(
@@ -71,7 +130,8 @@ def main(
 ) -> int:
     """Run the CLI; returns the process exit code."""
     io = IO(env if env is not None else os.environ, stdout or sys.stdout, stderr or sys.stderr)
-    parser = build_parser()
+    command = _command_of(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser(command, only=command != "")
     # argparse writes usage/--help to the process streams and exits 2 on a bad command
     # line; keep output on the injected streams and make usage errors exit 1 (2 means
     # "a check failed" for doctor and health).

@@ -7,13 +7,14 @@ Only argparse-level work happens at import time; operations load inside the hand
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
 
+from tunnel_core.cli.commands import HELP
 from tunnel_core.cli.console import IO
-from tunnel_core.cli.flags import add_runtime_flags, merge_aliases
-from tunnel_core.ops.topic_files import topic_titles
 
+TYPE_CHECKING = False  # not from typing: `help TOPIC` imports this module and should not pay for typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from pydantic import BaseModel
 
     from tunnel_core.ops.doctor import DoctorReport
@@ -21,30 +22,23 @@ if TYPE_CHECKING:
     from tunnel_core.ops.init_profile import InitResult
 
 
-def topics_epilog() -> str:
-    """The help-topic block of the root ``--help``."""
-    lines = ["", "help topics (start with quickstart):"]
-    lines += [f"  tunnel-client help {name:<16} {title}" for name, title in topic_titles()]
-    return "\n".join(lines) + "\n"
-
-
 def emit_json(io: IO, model: BaseModel) -> None:
     io.out(model.model_dump_json(indent=2))
 
 
 def register(sub: Any, root: argparse.ArgumentParser) -> None:
-    _register_init(sub)
-    _register_doctor(sub)
-    _register_health(sub)
-    _register_help(sub, root)
+    register_init(sub, root)
+    register_doctor(sub, root)
+    register_health(sub, root)
+    register_help(sub, root)
 
 
 # ---------------------------------------------------------------------------- help
 
 
-def _register_help(sub: Any, root: argparse.ArgumentParser) -> None:
+def register_help(sub: Any, root: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "help", help="show a help topic (see below) or a command's help",
+        "help", help=HELP["help"],
         description="Show a task page shipped with tunnel-client, or the --help of a command.",
     )
     p.add_argument("topic", nargs="*", metavar="TOPIC|COMMAND")
@@ -66,22 +60,25 @@ def _find_command(sub: Any, words: list[str]) -> argparse.ArgumentParser | None:
 
 
 def cmd_help(args: argparse.Namespace, io: IO, sub: Any, root: argparse.ArgumentParser) -> int:
-    from tunnel_core.ops.help_topics import get_topic, unknown_topic_error
-    from tunnel_core.ops.topic_files import topic_names
+    from tunnel_core.ops.topic_files import topic_names, topic_text
 
     words: list[str] = [w.strip() for w in args.topic if w.strip()]
     if not words:
         root.print_help(io.stdout)
         return 0
     if words[0] in topic_names():
-        topic = get_topic(words[0])
         if args.json:
-            emit_json(io, topic)
+            from tunnel_core.ops.help_topics import get_topic  # the JSON model (pydantic) only for --json
+
+            emit_json(io, get_topic(words[0]))
         else:
-            io.stdout.write(topic.text if topic.text.endswith("\n") else topic.text + "\n")
+            text = topic_text(words[0]) or ""
+            io.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
     parser = _find_command(sub, words)
     if parser is None:
+        from tunnel_core.ops.help_topics import unknown_topic_error
+
         raise unknown_topic_error(" ".join(words))
     parser.print_help(io.stdout)
     return 0
@@ -90,9 +87,9 @@ def cmd_help(args: argparse.Namespace, io: IO, sub: Any, root: argparse.Argument
 # ---------------------------------------------------------------------------- init
 
 
-def _register_init(sub: Any) -> None:
+def register_init(sub: Any, root: argparse.ArgumentParser | None = None) -> None:
     p = sub.add_parser(
-        "init", help="write a first profile from a sample and print the next commands",
+        "init", help=HELP["init"],
         description="Create <profile dir>/<profile>.yaml from a built-in sample. Every input is checked and the "
         "result must load before anything is written; an existing profile is kept unless --force. The runtime "
         "key is stored as a reference (env:NAME or file:/path), never as a value.",
@@ -163,9 +160,11 @@ def _render_init(io: IO, r: InitResult) -> None:
 # ---------------------------------------------------------------------------- doctor
 
 
-def _register_doctor(sub: Any) -> None:
+def register_doctor(sub: Any, root: argparse.ArgumentParser | None = None) -> None:
+    from tunnel_core.cli.flags import add_runtime_flags
+
     p = sub.add_parser(
-        "doctor", help="check a configuration before run (exit 2 when a check fails)",
+        "doctor", help=HELP["doctor"],
         description="Load the configuration exactly as run would and check it: selection, profile, tunnel id, "
         "runtime key reference, MCP target (reachability, OAuth metadata or stdio command), operator listener, "
         "UI and Codex plugin. Prints CHECK <id> <STATUS> <summary> lines and RESULT ok|fail. Exit 0 ok, 2 fail.",
@@ -181,6 +180,7 @@ def _register_doctor(sub: Any) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace, io: IO) -> int:
+    from tunnel_core.cli.flags import merge_aliases
     from tunnel_core.cli.progress import progress
     from tunnel_core.ops.doctor import run_doctor
 
@@ -230,9 +230,9 @@ def render_doctor(io: IO, report: DoctorReport, *, explain: bool) -> None:
 # ---------------------------------------------------------------------------- health
 
 
-def _register_health(sub: Any) -> None:
+def register_health(sub: Any, root: argparse.ArgumentParser | None = None) -> None:
     p = sub.add_parser(
-        "health", help="probe a running daemon's /healthz and /readyz (exit 2 if not ok)",
+        "health", help=HELP["health"],
         description="Probe a live tunnel-client by its operator base URL, the file --health.url-file wrote, or a "
         "loopback port. Optionally check that a process id is alive and that the daemon has polled the control "
         "plane successfully at least once.",

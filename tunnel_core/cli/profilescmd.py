@@ -6,12 +6,13 @@ import argparse
 import json
 from typing import Any
 
+from tunnel_core.cli.commands import HELP
 from tunnel_core.cli.console import IO
 
 
 def register(sub: Any) -> None:
     prof = sub.add_parser(
-        "profiles", help="list, add and edit profiles; show the built-in samples",
+        "profiles", help=HELP["profiles"],
         description="Profiles are YAML files <dir>/<name>.yaml. Directory: --profile-dir > TUNNEL_CLIENT_PROFILE_DIR "
         "> $XDG_CONFIG_HOME/tunnel-client > ~/.config/tunnel-client.",
     )

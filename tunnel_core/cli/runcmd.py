@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tunnel_core.cli.commands import HELP
 from tunnel_core.cli.console import IO
 from tunnel_core.cli.flags import add_runtime_flags, merge_aliases
 
@@ -18,7 +19,7 @@ FIRST_USE = (
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "run", help="run the tunnel client in the foreground",
+        "run", help=HELP["run"],
         description="Long-poll the tunnel control plane and forward each MCP command to the private MCP server. "
         "Operator endpoints: http://<health.listen-addr>/healthz, /readyz, /metrics, /ui.",
     )

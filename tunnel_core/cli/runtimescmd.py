@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from tunnel_core.cli.commands import HELP
 from tunnel_core.cli.console import IO
 
 
@@ -31,7 +32,7 @@ def _scope(p: argparse.ArgumentParser, what: str) -> None:
 def register(sub: Any) -> None:
     common = _common()
     rt = sub.add_parser(
-        "runtimes", parents=[common], help="manage long-lived local runtimes by alias",
+        "runtimes", parents=[common], help=HELP["runtimes"],
         description="Create or attach tunnels by alias and keep 'tunnel-client run' going in the background, "
         "supervised, with logs and health in the state directory (TUNNEL_CLIENT_STATE_DIR). Use 'runtimes connect' "
         "instead of nohup, then 'runtimes status <alias>' before reporting success.",

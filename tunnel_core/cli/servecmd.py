@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from tunnel_core.cli.commands import HELP
 from tunnel_core.cli.console import IO
 
 SIZE_RE = r"^(\d+)([KkMm]i?[Bb]?)?$"
@@ -66,7 +67,7 @@ def engine_backend(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
 
 def register(sub: Any) -> None:
     s = sub.add_parser(
-        "serve", help="run the tunnel service in production mode (self-hosted relay; scales out on Redis)",
+        "serve", help=HELP["serve"],
         description="Serve the tunnel runtime API and the MCP front door POST /v1/mcp/{tunnel_id} on a host "
         "that hosted MCP clients can reach, with TLS, request-size and per-tunnel rate limits, /healthz, "
         "/readyz and /metrics. Keys are given by reference (env:NAME or file:/path). With "

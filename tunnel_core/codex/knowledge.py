@@ -23,7 +23,7 @@ import tunnel_core
 from tunnel_core.codex.passages import Section, split_markdown, split_topic
 from tunnel_core.codex.ranking import Fields, Index
 from tunnel_core.codex.vocabulary import is_symptom, terms, tokens
-from tunnel_core.ops.topic_files import TOPIC_DIR, topic_names
+from tunnel_core.ops.topic_files import topic_names, topic_text
 
 SKILL_NAME = "tunnel-client"  # = bundle.SKILL_NAME (a test keeps them equal)
 EXCERPT_CHARS = 1500
@@ -192,7 +192,7 @@ def build(docs: Path | None, topics: dict[str, str], references: Path | None) ->
 @lru_cache(maxsize=1)
 def default_knowledge() -> KnowledgeBase:
     """The knowledge base of this installation (built once per process)."""
-    topics = {n: (TOPIC_DIR / f"{n}.txt").read_text(encoding="utf-8") for n in topic_names()}
+    topics = {n: topic_text(n) or "" for n in topic_names()}
     return build(docs_dir(), topics, skill_references_dir())
 
 
