@@ -7,19 +7,18 @@ termination), wake-ups, and the GCRA rate limiter.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.support.redis_helpers import RedisServer, running_redis
+from tests.support.backends import broker_on as shared_broker_on
 from tunnel_core.devservice.backends.base import DeliveryError, Poller, QueueBackend
-from tunnel_core.devservice.backends.inmem import InMemoryBackend
 from tunnel_core.devservice.broker import Broker
 
 pytestmark = pytest.mark.anyio
@@ -31,29 +30,8 @@ PLAIN = Poller("client-p")  # declares no proc_affinity channel
 WAIT = 5.0
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture(params=["inmem", "redis"])
-def make_backend(request: pytest.FixtureRequest) -> Callable[..., QueueBackend]:
-    if request.param == "inmem":
-        return lambda **kw: InMemoryBackend(**kw)
-    server: RedisServer = request.getfixturevalue("redis_server")
-    server.client().flushall()
-    from tunnel_core.devservice.backends.redis import RedisBackend
-
-    return lambda **kw: RedisBackend(server.url, **kw)
-
-
-@contextlib.asynccontextmanager
-async def broker_on(make: Callable[..., QueueBackend], **kw: Any) -> AsyncIterator[Broker]:
-    broker = Broker(make(**kw))
-    broker.add_tunnel(T)
-    async with broker.running():
-        yield broker
+def broker_on(make: Callable[..., QueueBackend], **kw: Any) -> AbstractAsyncContextManager[Broker]:
+    return shared_broker_on(make, T, **kw)
 
 
 def rpc(method: str = "tools/call", *, channel: str = "main", session: str = "", rpc_id: Any = 1,

@@ -5,18 +5,18 @@ sealed at rest, the JSON depth check, and a terminal answer retried until its co
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.support.redis_helpers import RedisServer, running_redis
+from tests.support.backends import broker_on as shared_broker_on
+from tests.support.redis_helpers import RedisServer
 from tunnel_core.controlplane.client import ControlPlaneError
 from tunnel_core.devservice.backends.base import MAX_CHANNELS, DeliveryError, Poller, QueueBackend
-from tunnel_core.devservice.backends.inmem import InMemoryBackend
 from tunnel_core.devservice.backends.sealing import Sealer
 from tunnel_core.devservice.broker import Broker
 from tunnel_core.devservice.jsonbody import JSONBodyError, depth_exceeds, parse_json
@@ -26,34 +26,15 @@ from tunnel_core.wire.messages import ResponsePayload
 
 pytestmark = pytest.mark.anyio
 
-T = "tunnel_" + "b" * 32
 CLIENT = Poller("client-1", frozenset(), frozenset({"main", "tools"}))
 KEY_A, KEY_B = "a" * 40, "b" * 40
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
+T = "tunnel_" + "b" * 32
 
 
-@pytest.fixture(params=["inmem", "redis"])
-def make_backend(request: pytest.FixtureRequest) -> Callable[..., QueueBackend]:
-    if request.param == "inmem":
-        return lambda **kw: InMemoryBackend(**{k: v for k, v in kw.items() if k != "sealer"})
-    server: RedisServer = request.getfixturevalue("redis_server")
-    server.client().flushall()
-    from tunnel_core.devservice.backends.redis import RedisBackend
-
-    return lambda **kw: RedisBackend(server.url, **kw)
-
-
-@contextlib.asynccontextmanager
-async def broker_on(make: Callable[..., QueueBackend], **kw: Any) -> AsyncIterator[Broker]:
-    broker = Broker(make(**kw))
-    broker.add_tunnel(T)
-    async with broker.running():
-        yield broker
+def broker_on(make: Callable[..., QueueBackend], **kw: Any) -> AbstractAsyncContextManager[Broker]:
+    return shared_broker_on(make, T, **kw)
 
 
 def rpc(channel: str = "main", secret: str = "") -> dict[str, Any]:
