@@ -114,7 +114,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self._event("head_timeout")
-        if self._head_bytes:
+        answering = self.cycle is not None and not self.cycle.response_complete  # a pipelined head
+        if self._head_bytes and not answering:
             self.transport.write(_raw_answer(b"408 Request Timeout"))
         self.transport.close()
 
