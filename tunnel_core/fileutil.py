@@ -25,6 +25,18 @@ def atomic_write(path: Path, text: str, *, mode: int = 0o600) -> None:
         raise
 
 
+def write_setting_file(setting: str, path: Path, text: str, *, mode: int = 0o600) -> None:
+    """``atomic_write`` for a file the user named with ``setting``; failures are one ConfigError line."""
+    from tunnel_core.errors import ConfigError
+
+    try:
+        atomic_write(path, text, mode=mode)
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot write {path}: {exc.strerror or exc}; "
+                          "give a file path in a directory you can write") from None
+
+
 def remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a file this process wrote; a path that is gone, or is not a file we could have written, is left."""
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError):
         path.unlink()

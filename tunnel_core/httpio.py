@@ -23,7 +23,6 @@ import asyncio
 import base64
 import collections
 import contextlib
-import errno
 import ipaddress
 import re
 import socket
@@ -46,46 +45,13 @@ from tunnel_core.httpconn import (
     ServerDisconnected,
     TLSError,
 )
+from tunnel_core.networds import describe_cause, display_url, os_words
 
 NetworkErrors: tuple[type[BaseException], ...] = (HTTPError, asyncio.TimeoutError, OSError)
 # Network failures or an answer that is not the JSON it should be.
 NetworkOrDecodeErrors: tuple[type[BaseException], ...] = (*NetworkErrors, ValueError)
 # Failures where the request can not have been written yet (safe to retry anything).
 PreSendErrors: tuple[type[BaseException], ...] = (ConnectError,)
-
-
-_ERRNO_WORDS = {
-    errno.ECONNREFUSED: "connection refused",
-    errno.ENETUNREACH: "network unreachable",
-    errno.EHOSTUNREACH: "host unreachable",
-    errno.ETIMEDOUT: "timed out",
-    errno.ECONNRESET: "connection reset",
-    errno.ECONNABORTED: "connection aborted",
-    errno.EPIPE: "connection closed",
-    errno.ENOENT: "no such socket file",
-    errno.EACCES: "permission denied",
-}
-_ERRNO_IN_TEXT = re.compile(r"\[Errno (-?\d+)\]")
-
-
-def display_url(url: str) -> str:
-    """``url`` as shown in messages: no query string, no userinfo."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return parts._replace(netloc=netloc, query="", fragment="").geturl()
-
-
-def _os_words(err: BaseException | None) -> str:
-    if err is None:
-        return "failed"
-    code = getattr(err, "errno", None)
-    if code is None:  # several addresses tried: "Multiple exceptions: [Errno 111] ..., [Errno 99] ..."
-        found = _ERRNO_IN_TEXT.search(str(err))
-        code = int(found.group(1)) if found else None
-    if code in _ERRNO_WORDS:
-        return _ERRNO_WORDS[code]
-    text = getattr(err, "strerror", None) or re.sub(r"^\[Errno -?\d+\]\s*", "", str(err)) or type(err).__name__
-    return text[:1].lower() + text[1:]
 
 
 def describe_network_error(exc: BaseException, url: str, *, timeout: float | None = None) -> str:
@@ -96,18 +62,18 @@ def describe_network_error(exc: BaseException, url: str, *, timeout: float | Non
     where = display_url(url)
     cause = getattr(exc, "os_error", None) or exc.__cause__
     if isinstance(exc, DNSError):
-        return f"cannot resolve the host of {where}: {_os_words(cause)}"
+        return f"cannot resolve the host of {where}: {os_words(cause)}"
     if isinstance(exc, TLSError):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return f"TLS certificate of {where} not accepted: {cause.verify_message or cause.reason}"
-        reason = getattr(cause, "reason", None) or _os_words(cause)
+        reason = getattr(cause, "reason", None) or os_words(cause)
         return f"TLS handshake with {where} failed: {str(reason).replace('_', ' ').lower()}"
     if isinstance(exc, ConnectTimeout):
         return f"cannot connect to {where}: timed out"
     if isinstance(exc, ConnectError):
         if cause is None:  # refused by a proxy, or the pool is closed: the message says which
             return f"cannot connect to {where}: {exc}"
-        return f"cannot connect to {where}: {_os_words(cause)}"
+        return f"cannot connect to {where}: {os_words(cause)}"
     if isinstance(exc, (ReadTimeout, asyncio.TimeoutError)):
         return f"no answer from {where}" + (f" within {timeout:g}s" if timeout else " in time")
     if isinstance(exc, ServerDisconnected):
@@ -118,11 +84,9 @@ def describe_network_error(exc: BaseException, url: str, *, timeout: float | Non
         return f"{where} answered with something that is not HTTP/1.1: {exc}"
     if isinstance(exc, InvalidURL):
         return f"cannot request {where}: {exc}"
-    if isinstance(exc, OSError):
-        return f"cannot connect to {where}: {_os_words(exc)}"
-    if isinstance(exc, ValueError):
+    if isinstance(exc, ValueError) and not isinstance(exc, OSError):
         return f"{where} answered with a body that is not the expected JSON"
-    return f"request to {where} failed ({type(exc).__name__})"
+    return describe_cause(exc, url, timeout=timeout)
 
 
 def default_ssl_context(ca_bundle: str = "", client_cert: tuple[str, str] | None = None) -> ssl.SSLContext:

@@ -198,7 +198,14 @@ def setup_logging(
     _CONTEXT.update(context or {})
     handler: logging.Handler
     if file:
-        handler = logging.StreamHandler(_open_log_file(file))
+        try:
+            opened = _open_log_file(file)
+        except OSError as exc:
+            from tunnel_core.errors import ConfigError
+
+            raise ConfigError(f"--log.file / LOG_FILE / log.file: cannot open {file} for writing "
+                              f"({exc.strerror or exc}); give a file path in a directory you can write") from None
+        handler = logging.StreamHandler(opened)
         handler._tunnel_owned = True  # type: ignore[attr-defined]
     else:
         handler = logging.StreamHandler(stream or sys.stderr)

@@ -24,7 +24,7 @@ from tunnel_core import __version__, logs, tracing
 from tunnel_core.config.durations import format_duration
 from tunnel_core.config.settings import Settings
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
-from tunnel_core.fileutil import atomic_write, remove_quietly
+from tunnel_core.fileutil import remove_quietly, write_setting_file
 from tunnel_core.httpio import NetworkOrDecodeErrors, describe_network_error
 from tunnel_core.netconfig import (
     TLSContexts,
@@ -228,9 +228,9 @@ async def run_client(
             ops = serve_lean(build_ops_app(handle.ops), ops_sock, outer)
             handle.health_url = ops.url
             if url_file:
-                atomic_write(url_file, ops.url + "\n", mode=0o600)
+                write_setting_file("--health.url-file / HEALTH_URL_FILE", url_file, ops.url + "\n", mode=0o600)
             if pid_file:
-                atomic_write(pid_file, f"{os.getpid()}\n", mode=0o644)
+                write_setting_file("--pid.file / PID_FILE", pid_file, f"{os.getpid()}\n", mode=0o644)
             log.info(
                 "tunnel-client started",
                 extra={"tunnel_id": settings.tunnel_id, "version": __version__, "health_url": ops.url,

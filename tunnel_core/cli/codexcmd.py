@@ -207,8 +207,13 @@ def _render_uninstall(io: IO, r: UninstallResult) -> None:
 
 def cmd_export(args: argparse.Namespace, io: IO) -> int:
     from tunnel_core.codex.install import export_bundle
+    from tunnel_core.errors import UsageError
 
-    result = export_bundle(args.dir)
+    try:
+        result = export_bundle(args.dir)
+    except OSError as exc:
+        raise UsageError(f"--dir: cannot write the bundle to {args.dir} ({exc.filename or args.dir}: "
+                         f"{exc.strerror or exc})") from None
     if args.json:
         _json(io, result)
         return 0

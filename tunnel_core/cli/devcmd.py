@@ -101,7 +101,7 @@ def cmd_proxy(args: argparse.Namespace, io: IO) -> int:
     from tunnel_core.cli.lifecycle import run_async
     from tunnel_core.devproxy import ProxyDescription, ProxyOptions, run_dev_proxy
     from tunnel_core.errors import ConfigError
-    from tunnel_core.fileutil import atomic_write
+    from tunnel_core.fileutil import write_setting_file
     from tunnel_core.logs import setup_logging
     from tunnel_core.ops.samples import check_tunnel_id
 
@@ -138,7 +138,7 @@ def cmd_proxy(args: argparse.Namespace, io: IO) -> int:
         from pathlib import Path
 
         if args.url_file:
-            atomic_write(Path(args.url_file), desc.model_dump_json(indent=2) + "\n")
+            write_setting_file("--url-file", Path(args.url_file), desc.model_dump_json(indent=2) + "\n")
         if args.print_json:
             io.out(desc.model_dump_json())
             return
@@ -180,7 +180,7 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
     from tunnel_core.devservice.broker import Broker
     from tunnel_core.devservice.store import StoreError
     from tunnel_core.errors import ConfigError
-    from tunnel_core.fileutil import atomic_write
+    from tunnel_core.fileutil import write_setting_file
     from tunnel_core.logs import setup_logging
     from tunnel_core.netserve import bind, serve
     from tunnel_core.ops.samples import check_tunnel_id
@@ -222,7 +222,7 @@ def cmd_tunnel_service(args: argparse.Namespace, io: IO) -> int:
             desc = {"control_plane_base_url": served.url,
                     "tunnels": [{"tunnel_id": t, "mcp_url": f"{served.url}/v1/mcp/{t}"} for t in tunnels]}
             if args.url_file:
-                atomic_write(Path(args.url_file), json.dumps(desc, indent=2) + "\n")
+                write_setting_file("--url-file", Path(args.url_file), json.dumps(desc, indent=2) + "\n")
             io.out(f"Tunnel service: {served.url}")
             for t in tunnels:
                 io.out(f"MCP URL: {served.url}/v1/mcp/{t}")

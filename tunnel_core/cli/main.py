@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -145,13 +146,57 @@ def main(
     if handler is None:
         parser.print_help(io.stdout)
         return 0
+    typed = list(sys.argv[1:] if argv is None else argv)
     try:
         return handler(args, io)
-    except TunnelClientError as exc:
-        io.err(f"{getattr(args, 'error_prefix', 'tunnel-client')}: {exc}")
-        return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BaseException as exc:  # the one place where every failure becomes one line
+        if isinstance(exc, SystemExit) or io.env.get("TUNNEL_CLIENT_TRACEBACK"):
+            raise
+        message, code = failure_line(exc)
+        io.err(f"{getattr(args, 'error_prefix', 'tunnel-client')}: {as_typed(message, typed)}")
+        return code
+
+
+def failure_line(exc: BaseException) -> tuple[str, int]:
+    """One line for a failure that reached the top, and the exit code; never a traceback.
+
+    Our own errors carry their message and code. A file or socket the command needed is named
+    with the reason. Anything else is a bug: the line says so and how to see the traceback.
+    """
+    from tunnel_core.logs import redact
+
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        lines = [failure_line(inner)[0] for inner in exc.exceptions]
+        return "; ".join(dict.fromkeys(lines)), 1
+    if isinstance(exc, TunnelClientError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, OSError) and exc.filename:
+        return redact(f"{exc.filename}: {exc.strerror or exc}"), 1
+    if isinstance(exc, OSError) and exc.strerror:
+        return redact(exc.strerror), 1
+    return redact(f"unexpected error ({type(exc).__name__}: {exc}); this is a bug, please report it with the "
+                  "output of the same command run with TUNNEL_CLIENT_TRACEBACK=1"), 1
+
+
+def as_typed(message: str, argv: Sequence[str]) -> str:
+    """Name flags the way the user typed them: a hidden alias (``--health-listen-addr``) given on the
+    command line replaces its canonical spelling (``--health.listen-addr``) in the message."""
+    from tunnel_core.config.specs import SPECS
+
+    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    for spec in SPECS:
+        if spec.flag in given or spec.flag not in message:
+            continue
+        alias = next((a for a in spec.aliases if a in given), None)
+        if alias:
+            message = re.sub(re.escape(spec.flag) + r"(?![\w.-])", alias, message)
+    return message
 
 
 def entrypoint() -> None:

@@ -318,7 +318,7 @@ def cmd_serve(args: argparse.Namespace, io: IO) -> int:
     from tunnel_core.devservice.serve import Served, build_service, run_service
     from tunnel_core.devservice.store import StoreError
     from tunnel_core.errors import ConfigError
-    from tunnel_core.fileutil import atomic_write
+    from tunnel_core.fileutil import write_setting_file
     from tunnel_core.logs import add_secret_value, setup_logging
 
     options = build_options(args, io.env)
@@ -338,7 +338,7 @@ def cmd_serve(args: argparse.Namespace, io: IO) -> int:
                 "metrics_url": f"{served.base_url}/metrics", "front_door_auth": options.front_door.describe(),
                 "tunnels": [{"tunnel_id": t, "mcp_url": f"{served.base_url}/v1/mcp/{t}"} for t in options.tunnel_ids]}
         if args.url_file:
-            atomic_write(Path(args.url_file), json.dumps(desc, indent=2) + "\n")
+            write_setting_file("--url-file", Path(args.url_file), json.dumps(desc, indent=2) + "\n")
         io.out(f"Tunnel service: {served.base_url} (instance {served.instance_id}, queue {options.queue_backend})")
         for t in options.tunnel_ids:
             io.out(f"MCP URL: {served.base_url}/v1/mcp/{t}")

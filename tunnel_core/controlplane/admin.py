@@ -367,8 +367,9 @@ class AdminClient:
             resp = self._client.request(method, self._conn.base_url + path, params=params, headers=headers,
                                         content=content)
         except httpx2.HTTPError as exc:
-            kind = "timed out" if isinstance(exc, httpx2.TimeoutException) else (str(exc).strip() or type(exc).__name__)
-            raise AdminTransportError(f"request {method} {path} failed: {kind}") from None
+            from tunnel_core.networds import describe_cause
+
+            raise AdminTransportError(describe_cause(exc, self._conn.base_url + path)) from None
         request_id = resp.headers.get("x-request-id", "")
         if not 200 <= resp.status_code < 300:
             raw = resp.content[:4096]
