@@ -106,10 +106,10 @@ def build_parser(command: str | None = "", *, only: bool = False) -> argparse.Ar
 
 def _command_of(argv: Sequence[str]) -> str | None:
     """The command word of ``argv`` when only that command's parser is needed; "" when the full tree is."""
-    from tunnel_core.cli.commands import HELP
+    from tunnel_core.cli.commands import COMMANDS
 
     words = [w for w in argv if not w.startswith("-")]
-    if not words or words[0] not in HELP:
+    if not words or words[0] not in {name for name, _, _ in COMMANDS}:  # hidden ones (plugin) too
         return None  # the root's own options, its help, or a usage error: no command is built
     if words[0] == "completion" or (words[0] == "help" and len(words) > 1 and not _is_topic(words[1])):
         return ""  # these show the whole command tree
