@@ -11,7 +11,8 @@ would hide part of the relay's overhead in the floor.
     PYTHONPATH=/tmp/old-checkout .venv/bin/python bench/relay_bench.py --out /tmp/before.json
 
 Figures (medians over ``--reps`` repetitions with fresh processes; see docs/performance.md):
-  headline, per target (HTTP: `dev mcp-stub`; stdio: `mcp-server-time`): p50/p99 latency relay
+  headline, per target (HTTP: the demo tools on the mcp SDK's server, tests/support/sdk_stub.py;
+    stdio: `mcp-server-time`): p50/p99 latency relay
     and direct, overhead, throughput relay/direct at each level, CPU seconds per 1,000 calls of
     the relay and of the tunnel service, idle RSS (3 s after ready) and peak RSS, start -> /readyz;
   CLI: `--help` and `help TOPIC` wall time; `dev proxy` idle RSS;
@@ -245,9 +246,9 @@ class Procs:
     env: dict[str, str]
     items: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, argv: list[str], out: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(self, argv: list[str], out: Path | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
         stdout = out.open("wb") if out else subprocess.DEVNULL
-        p = subprocess.Popen(argv, env=self.env, stdout=stdout, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(argv, env=self.env, stdout=stdout, stderr=subprocess.DEVNULL, cwd=cwd)
         self.items.append(p)
         return p
 
@@ -301,16 +302,13 @@ def start_service(procs: Procs) -> str:
 
 
 def start_stub(procs: Procs) -> str:
-    out = procs.tmp / "stub.out"
-    procs.start([str(BIN), "dev", "mcp-stub"], out)
+    """The headline HTTP upstream: the demo tools on the mcp SDK's server (tests/support/sdk_stub.py).
 
-    def url() -> str | None:
-        for line in (read_file(out) or "").splitlines():
-            if line.startswith("MCP URL: "):
-                return line.split(": ", 1)[1]
-        return None
-
-    return str(wait_for(url, "mcp-stub did not start"))
+    It is part of the bench, not of the product, so before/after figures use the same server.
+    """
+    port_file = procs.tmp / "stub.port"
+    procs.start([sys.executable, "-m", "tests.support.sdk_stub", "--port-file", str(port_file)], cwd=ROOT)
+    return f"http://127.0.0.1:{wait_for(lambda: read_file(port_file), 'sdk stub did not start')}/mcp"
 
 
 def start_lean_upstream(procs: Procs) -> str:

@@ -117,3 +117,21 @@ def test_the_never_list_can_fail(module: str) -> None:
     loaded = subprocess.run([sys.executable, "-c", f"import sys, {module}; print(chr(10).join(sys.modules))"],
                             capture_output=True, text=True, check=True).stdout.split()
     assert module in _offenders(set(loaded))
+
+
+def test_dev_proxy_runs_the_demo_server_without_the_mcp_sdk(tmp_path: Path) -> None:
+    # The demo MCP server is hand-written (tunnel_core.mcpstub): the SDK was a third of dev proxy's memory.
+    dump = tmp_path / "modules.txt"
+    url_file = tmp_path / "proxy.json"
+    proc = Proc([sys.executable, "-c", WRAPPER, "dev", "proxy", "--url-file", str(url_file)],
+                base_env(tmp_path, DUMP_MODULES=str(dump)))
+    try:
+        proc.wait_stdout(r"MCP URL")
+        proc.popen.send_signal(signal.SIGTERM)
+        assert proc.popen.wait(WAIT) == 0, proc.tail()
+    finally:
+        if proc.popen.poll() is None:
+            proc.kill()
+    modules = set(dump.read_text().split())
+    assert "tunnel_core.mcpstub" in modules and "tunnel_core.devservice.app" in modules  # the dump is real
+    assert not [m for m in modules if m == "mcp" or m.startswith("mcp.")]
