@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.support.cli_helpers import TUNNEL_CLIENT, clean_env, cli, cli_subprocess
@@ -69,21 +68,16 @@ def test_subprocess_help_and_error_exit_codes(tmp_path: Path) -> None:
     assert bad.code == 1 and "available topics: doctor, oauth" in bad.err
 
 
-def test_root_help_imports_nothing_heavy_and_is_fast(tmp_path: Path) -> None:
+def test_root_help_imports_nothing_heavy(tmp_path: Path) -> None:
+    # How fast --help is gets measured by bench/relay_bench.py, never asserted here: what keeps it fast is
+    # what it does not import.
     probe = (
         "import sys; from tunnel_core.cli.main import build_parser; build_parser().format_help(); "
         "print(','.join(m for m in ('pydantic', 'httpx2', 'anyio', 'yaml', 'uvicorn', 'psutil') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""
-    best = min(_time_help(tmp_path) for _ in range(3))
-    assert best < 0.3, f"tunnel-client --help took {best:.3f}s"
-
-
-def _time_help(tmp_path: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run([TUNNEL_CLIENT, "--help"], env=clean_env(tmp_path), capture_output=True, check=True)
-    return time.perf_counter() - start
+    assert subprocess.run([TUNNEL_CLIENT, "--help"], env=clean_env(tmp_path), capture_output=True).returncode == 0
 
 
 def _loaded_after(argv: list[str]) -> set[str]:
