@@ -30,6 +30,37 @@ REDACTED = "[REDACTED]"
 # Third-party loggers that stay at WARNING or above whatever the relay's own level is.
 NOISY_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "mcp", "uvicorn.error", "sse_starlette")
 
+# ---------------------------------------------------------------------------- throttling
+
+
+class LogThrottle:
+    """At most ``rate`` lines a second per key (bursts up to ``burst``), so a flood of refused requests
+    cannot flood the log; each line let through says how many like it were dropped before it.
+
+    Keys must come from a small closed set (a status code, a route name): the table is capped anyway.
+    """
+
+    MAX_KEYS = 64
+
+    def __init__(self, rate: float = 2.0, burst: int = 20) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float, int]] = {}  # key -> (tokens, stamp, suppressed)
+
+    def admit(self, key: str, now: float | None = None) -> int | None:
+        """None when this line should be dropped; otherwise how many lines of this key were dropped since the last."""
+        now = time.monotonic() if now is None else now
+        tokens, stamp, dropped = self._buckets.get(key, (self.burst, now, 0))
+        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+        if tokens < 1.0:
+            if key in self._buckets or len(self._buckets) < self.MAX_KEYS:
+                self._buckets[key] = (tokens, now, dropped + 1)
+            return None
+        if key in self._buckets or len(self._buckets) < self.MAX_KEYS:
+            self._buckets[key] = (tokens - 1.0, now, 0)
+        return dropped
+
+
 # ---------------------------------------------------------------------------- redaction
 
 _SECRET_WORDS = r"api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?secret|password|secret"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,19 @@ def test_refusals_are_logged_404_front_door_and_401_runtime(service: Service) ->
     assert (refused["status_code"], refused["error_code"], refused["tunnel_id"]) == ("401", "invalid_api_key", TID)
     assert "nope" not in service.proc.output()
 
+
+
+def test_a_flood_of_refused_calls_is_throttled_in_the_log_and_counted(service: Service) -> None:
+    other = "tunnel_" + "9" * 32
+    with httpx2.Client(timeout=WAIT, trust_env=False) as c:
+        for _ in range(200):
+            assert c.post(f"{service.base}/v1/mcp/{other}", json=INIT).status_code == 404
+        logged = [ln for ln in service.proc.output().splitlines() if other in ln and "front door request" in ln]
+        assert 1 <= len(logged) <= 40, len(logged)  # a burst, then at most a few a second
+        # The next line let through says how many were dropped; keep calling until the bucket refills.
+        deadline = time.monotonic() + WAIT
+        while "suppressed_similar=" not in service.proc.output():
+            assert time.monotonic() < deadline, service.proc.tail()
+            assert c.post(f"{service.base}/v1/mcp/{other}", json=INIT).status_code == 404
+    line = fields(service.proc.wait_stderr(r'msg="front door request" .*suppressed_similar=.*').group(0))
+    assert int(line["suppressed_similar"]) >= 100

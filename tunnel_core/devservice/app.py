@@ -40,10 +40,25 @@ from tunnel_core.devservice.jsonbody import DEFAULT_MAX_DEPTH, JSONBodyError, pa
 from tunnel_core.devservice.oauth_routes import OAuthRewriteMiddleware, oauth_routes
 from tunnel_core.devservice.registry import build_registry
 from tunnel_core.devservice.testcontrols import TestControls, TestControlsMiddleware
+from tunnel_core.logs import LogThrottle
 from tunnel_core.wire.models import CHANNEL_RE, TUNNEL_ID_RE, TunnelResponsePayload
 from tunnel_core.wire.status import status_text
 
 log = logging.getLogger("tunnel_client.tunnelservice")
+# Refusals are what anonymous or hostile input produces: their log lines are throttled per status
+# (see LogThrottle), answers and failures of served calls are always logged.
+_REFUSALS = frozenset({400, 401, 403, 404, 405, 408, 413, 415, 429, 431})
+_refusal_log = LogThrottle()
+
+
+def _admit_refusal(route: str, status: int) -> tuple[bool, dict[str, Any]]:
+    """Whether to log this refusal, and the field that reports lines dropped before it."""
+    if status not in _REFUSALS:
+        return True, {}
+    dropped = _refusal_log.admit(f"{route}:{status}")
+    if dropped is None:
+        return False, {}
+    return True, ({"suppressed_similar": dropped} if dropped else {})
 
 # Never queued for the tunnel client: framing and hop-by-hop headers of the front-door hop.
 _DROP_INBOUND = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
@@ -167,9 +182,11 @@ def build_service_app(broker: Broker, config: ServiceConfig, gate: Gate | None =
         if refused is None:
             return tunnel_id, None
         if runtime:  # front-door refusals are logged with the caller's outcome
-            log.info("runtime request refused", extra={
-                "status_code": refused[0], "error_code": refused[2], "tunnel_id": tunnel_id[:64],
-                "http_method": request.method, "path": request.url.path[:200]})
+            admit, dropped = _admit_refusal("runtime", refused[0])
+            if admit:
+                log.info("runtime request refused", extra={
+                    "status_code": refused[0], "error_code": refused[2], "tunnel_id": tunnel_id[:64],
+                    "http_method": request.method, "path": request.url.path[:200], **dropped})
         return tunnel_id, api_error(refused[0], refused[1], refused[2], typ=refused[3])
 
     async def metadata(request: Request) -> Response:
@@ -476,13 +493,16 @@ class _Outcome:
     started: float = field(default_factory=time.monotonic)
 
     def log(self, status: int, *, failure: str = "", body: bytes = b"", payload: Any = None) -> None:
+        admit, dropped = _admit_refusal("front_door", status)
+        if not admit:
+            return
         if not failure and status >= 400:
             failure = _failure_source(body, payload)
         log.info("front door request", extra={
             "status_code": status, "tunnel_id": self.tunnel_id[:64], "channel": self.channel[:64],
             "http_method": self.method, "rpc_method": self.rpc_method,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
-            "failure_source": failure})
+            "failure_source": failure, **dropped})
 
 
 def _failure_source(body: bytes, payload: Any) -> str:
