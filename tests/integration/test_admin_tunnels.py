@@ -274,7 +274,7 @@ def test_tunnels_persist_across_service_restarts_with_a_data_dir(tmp_path: Path,
     [
         (["--admin-api-key", "literal_admin_key_value_0123"], "--admin-api-key: give a reference"),
         (["--admin-api-key", "env:RUNTIME_KEY"], "admin keys must differ from the runtime key"),
-        (["--admin-api-key", "env:ADMIN_KEY", "--data-dir", "{blocker}"], "--data-dir: data directory"),
+        (["--admin-api-key", "env:ADMIN_KEY", "--data-dir", "{blocker}"], "exists and is not a directory; give a directory path"),
     ],
 )
 def test_tunnel_service_admin_flags_are_checked_before_serving(tmp_path: Path, keys: Keys, args: list[str],

@@ -48,5 +48,5 @@ def test_sqlite_store_survives_reopen_and_is_private(tmp_path: Path) -> None:
 def test_unusable_data_directory_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StoreError, match="cannot use it"):
+    with pytest.raises(StoreError, match="exists and is not a directory; give a directory path"):
         TunnelStore(blocker)

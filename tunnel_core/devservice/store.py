@@ -143,8 +143,13 @@ class TunnelStore:
                                                            creator=r[4], created_at=r[5])
             if row is not None and int(row[0]) < SCHEMA_VERSION:
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-        except (OSError, sqlite3.Error, ValueError) as exc:
-            raise StoreError(f"data directory {data_dir}: cannot use it ({exc})") from None
+        except FileExistsError:
+            raise StoreError(f"{data_dir} exists and is not a directory; give a directory path") from None
+        except OSError as exc:
+            words = exc.strerror or str(exc)
+            raise StoreError(f"data directory {data_dir}: {words[:1].lower() + words[1:]}") from None
+        except (sqlite3.Error, ValueError) as exc:
+            raise StoreError(f"data directory {data_dir}: cannot use its database ({exc})") from None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection | None]:
