@@ -78,12 +78,19 @@ class RawHTTP:
 
     async def request(self, method: str, body: bytes = b"", headers: str = "",
                       path: str | None = None) -> tuple[int, dict[str, str], bytes]:
-        if self.writer is None or self.writer.is_closing():
+        reused = self.writer is not None and not self.writer.is_closing()
+        if not reused:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
+        assert self.reader is not None and self.writer is not None
         self.writer.write(f"{method} {path or self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
                           f"{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not reused:
+                raise
+            self.close()  # the server closed a kept-alive connection while it was idle: once more, fresh
+            return await self.request(method, body, headers, path)
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         hdrs = {}

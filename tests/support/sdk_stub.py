@@ -86,7 +86,8 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     Path(a.port_file).write_text(f"{sock.getsockname()[1]}\n")
-    config = uvicorn.Config(sdk_stub(), log_config=None, access_log=False, http="httptools", ws="none")
+    config = uvicorn.Config(sdk_stub(), log_config=None, access_log=False, http="httptools", ws="none",
+                            timeout_keep_alive=30)  # as the product's servers: idle callers are not cut off
     uvicorn.Server(config).run(sockets=[sock])
 
 
