@@ -35,10 +35,9 @@ from urllib.parse import unquote, urlsplit
 import anyio
 from anyio.abc import ByteStream
 from anyio.streams.tls import TLSStream
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
 
 from tunnel_core.netconfig import control_plane_base_url, harpoon_route, proxy_route
+from tunnel_core.promtext import CollectorRegistry, Counter, GaugeMetricFamily, Histogram
 
 if TYPE_CHECKING:
     from tunnel_core.config.settings import Settings

@@ -35,6 +35,7 @@ NEVER = {
     "starlette": "the operator UI and JSON APIs (loaded on the first request for them)",
     "uvicorn": "the tunnel service and demo servers (the operator listener is asgiserver.py)",
     "aiohttp": "nothing of the product (the relay's client is httpio.py)",
+    "prometheus_client": "the tunnel service's metrics (the relay's are tunnel_core.promtext)",
     "tunnel_core.opsserver.ui": "the operator UI (loaded on the first request for it)",
     "tunnel_core.opsserver.api": "the operator JSON APIs (loaded on the first request for them)",
     "tunnel_core.opsserver.bundle": "the support bundle",

@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from tunnel_core.promtext import CollectorRegistry, Counter, Histogram
 
 CALL_BUFFER_SIZE = 100
 CAPTURE_CAP = 32 * 1024
