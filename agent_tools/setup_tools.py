@@ -148,7 +148,8 @@ def doctor(inp: DoctorInput, env: Env) -> Outcome:
     flags: dict[str, Any] = {"profile": inp.profile, "profile_file": inp.profile_file, "config": inp.config,
                              "profile_dir": inp.profile_dir or None}
     report: DoctorReport = run_doctor(flags, env, online=inp.online)
-    failed = [{"id": c.id, "summary": c.summary, "why": c.why, "fix": c.next} for c in report.checks
+    # a check's remedies are written for the command line: they go to the humans' field
+    failed = [{"id": c.id, "summary": c.summary, "why": c.why, "cli": c.next} for c in report.checks
               if c.status == "FAIL"]
     warned = [{"id": c.id, "summary": c.summary} for c in report.checks if c.status == "WARN"]
     view: dict[str, Any] = {"result": report.result, "failed": failed}

@@ -175,3 +175,13 @@ def test_without_a_catalogue_the_front_relays_everything(tmp_path: Path) -> None
     assert p.answer()["result"]["echo"] == "tools/list"
     p.close()
     assert p.done.wait(WAIT) and p.code == [0]
+
+
+def test_what_codex_starts_loads_no_sdk_before_answering() -> None:
+    """The front and the console-script path to it import only the standard library (and tiny tunnel_core bits)."""
+    heavy = ("pydantic", "mcp", "anyio", "httpx2", "yaml", "jsonschema", "argparse", "tunnel_core.cli.main")
+    probe = ("import sys; import agent_tools.front, tunnel_core.cli.entry, agent_tools.listing; "
+             "agent_tools.listing.prompts_list(); "
+             f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""

@@ -61,6 +61,7 @@ def test_admin_and_runtime_tools_end_to_end(env: dict[str, str], service: Servic
             assert {"id": tunnel_id, "name": "live", "local_alias": "live"} in listed["remote_tunnels"]
             updated, _ = await call(c, "update_tunnel", {"tunnel_id": tunnel_id, "description": "changed"})
             assert updated["description"] == "changed" and updated["changed"] == ["description"]
+            assert (await call(c, "update_tunnel", {"tunnel_id": tunnel_id, "description": "changed"}))[0] == updated
 
             connected, text = await call(c, "connect_stdio_mcp", {"alias": "Live_HTTP", "tunnel_id": tunnel_id,
                                                                   "mcp_server_url": mcp_target.url,
