@@ -93,6 +93,7 @@ def test_admin_and_runtime_tools_end_to_end(env: dict[str, str], service: Servic
                 "alias": "live-http"}, "why": "stop it first"}
             stopped, _ = await call(c, "stop_runtime", {"alias": "live-http"})
             assert (stopped["state"], stopped["stopped"], stopped["process_running"]) == ("stopped", True, False)
+            assert len(json.dumps(stopped)) < 2048
             again_stopped, text = await call(c, "stop_runtime", {"alias": "live-http"})
             assert again_stopped["already_stopped"] is True and "already stopped" in text  # idempotent
             removed, _ = await call(c, "remove_runtime", {"alias": "live-http"})
