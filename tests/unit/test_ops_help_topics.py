@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tunnel_core.codex.prompts import STARTER_PROMPTS
 from tunnel_core.errors import UsageError
 from tunnel_core.ops.help_topics import get_topic, list_topics
 
@@ -46,3 +47,8 @@ def test_quickstart_covers_the_first_use_path() -> None:
     assert text.index("dev proxy") < text.index("tunnel-client init")
     prompts = text.split("Starter prompts for Codex", 1)[1].split("More help", 1)[0]
     assert prompts.count('  - "') == 3
+    # The same prompts as the plugin's defaultPrompt, never one that tells Codex to run the client itself.
+    flat = " ".join(prompts.split())
+    for starter in STARTER_PROMPTS[:3]:
+        assert f'"{starter.text}"' in flat, starter.name
+    assert "start `tunnel-client run" not in flat.lower().replace("never a foreground `tunnel-client run`", "")
