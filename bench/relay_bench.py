@@ -518,6 +518,21 @@ def dev_proxy_rss(idle_wait: float) -> float:
 # ------------------------------------------------------------------ report
 
 
+def compile_code_under_test() -> str:
+    """Byte-compile the tunnel_core being measured (and return where it is).
+
+    Installed packages come with their .pyc files; a checkout run with PYTHONDONTWRITEBYTECODE
+    (or read-only) would recompile every changed module at each start, and the start and CLI
+    figures would measure the compiler.
+    """
+    where = subprocess.run([sys.executable, "-c", "import os, tunnel_core; print(os.path.dirname(os.path.dirname("
+                            "tunnel_core.__file__)))"], capture_output=True, text=True, check=True,
+                           cwd=tempfile.gettempdir()).stdout.strip()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", f"{where}/tunnel_core", f"{where}/agent_tools"],
+                   stdout=subprocess.DEVNULL, check=False)
+    return where
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the headline figures (medians)")
@@ -531,9 +546,10 @@ def main() -> None:
     a = ap.parse_args()
     levels = [int(x) for x in a.levels.split(",")]
     targets = [] if a.skip_headline else ["http", "stdio"] if a.target == "both" else [a.target]
+    code = compile_code_under_test()
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "code": os.environ.get("PYTHONPATH", str(ROOT))},
+                    "code": code},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_1m_start": load(),
         "reps": a.reps, "calls": a.calls, "levels": levels, "targets": {},
     }
