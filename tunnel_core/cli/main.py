@@ -20,7 +20,7 @@ from tunnel_core.errors import TunnelClientError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every command, --help included
 if TYPE_CHECKING:
-    from typing import TextIO
+    from typing import Any, TextIO
 
 SETUP_PAGES = """setup pages:
   Tunnels management     https://platform.openai.com/settings/organization/tunnels
@@ -88,11 +88,7 @@ def build_parser(command: str | None = "", *, only: bool = False) -> argparse.Ar
     done: set[str] = set()
     for name, where, help_line in COMMANDS:
         if where not in wanted:
-            # Listed, not built: selecting it builds the real one (main never parses with a stub).
-            if help_line is None:
-                sub.add_parser(name, add_help=False)
-            else:
-                sub.add_parser(name, help=help_line, add_help=False)
+            _list_only(sub, name, help_line)
         elif where not in done:
             done.add(where)
             module, _, function = where.partition(":")
@@ -102,6 +98,24 @@ def build_parser(command: str | None = "", *, only: bool = False) -> argparse.Ar
             else:
                 register(sub)
     return parser
+
+
+class _NotBuilt:
+    """Stands for a command that is listed but not built (main builds the one it parses)."""
+
+    def parse_known_args(self, *_: object) -> None:
+        raise RuntimeError("tunnel-client: internal error: a listed command was parsed without being built")
+
+
+def _list_only(sub: Any, name: str, help_line: str | None) -> None:
+    """Add ``name`` to the command list exactly as add_parser would show it, without building a parser.
+
+    A real subparser per listed command costs about a fifth of ``--help``'s instructions; argparse's
+    listing is its choice pseudo-actions plus the name map, which is what add_parser fills too.
+    """
+    if help_line is not None:
+        sub._choices_actions.append(sub._ChoicesPseudoAction(name, (), help_line))
+    sub._name_parser_map[name] = _NotBuilt()  # type: ignore[assignment]
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
