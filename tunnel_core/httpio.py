@@ -27,7 +27,7 @@ import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -298,7 +298,7 @@ class HTTPPool:
         *,
         max_connections: int = 100,
         keepalive_expiry: float = 30.0,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
         connect_timeout: float = 10.0,
         proxy: ProxyRoute | None = None,
         client_cert_context: ssl.SSLContext | None = None,
@@ -308,7 +308,9 @@ class HTTPPool:
     ) -> None:
         self._max = max_connections
         self._keepalive = keepalive_expiry
-        self._ssl = ssl_context
+        # A callable is asked on the first https request (see netconfig.TLSContexts.base_or_later).
+        self._ssl_factory = ssl_context if callable(ssl_context) else None
+        self._ssl = None if callable(ssl_context) else ssl_context
         self._connect_timeout = connect_timeout
         self._proxy = proxy if proxy is not None and proxy.active else None
         self._cert_ctx = client_cert_context
@@ -444,14 +446,14 @@ class HTTPPool:
             if self._cert_ctx is not None and origin_of(url) == self._cert_origin:
                 tls = self._cert_ctx
             else:
-                tls = self._ssl or self._default_ssl()
+                tls = self._default_ssl()
         proxy = self._proxy.proxy_for(url) if self._proxy is not None and not self._unix else None
         if proxy:
             pparts = urlsplit(proxy)
             pscheme = pparts.scheme.lower()
             phost = (pparts.hostname or "").rstrip(".")
             pport = pparts.port or (443 if pscheme == "https" else 80)
-            proxy_tls = (self._ssl or self._default_ssl()) if pscheme == "https" else None
+            proxy_tls = self._default_ssl() if pscheme == "https" else None
             auth = _proxy_authorization(proxy)
             if scheme == "https":  # CONNECT: TLS end to end, the proxy sees only host:port
                 return _Target(("tunnel", phost, pport, pscheme, auth, host, port, id(tls)), host, (phost, pport),
@@ -465,7 +467,7 @@ class HTTPPool:
 
     def _default_ssl(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = default_ssl_context()
+            self._ssl = self._ssl_factory() if self._ssl_factory is not None else default_ssl_context()
         return self._ssl
 
     # ---------------------------------------------------------------- connections

@@ -11,6 +11,7 @@ channel's MCP origin; a control-plane certificate only to the control plane.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from tunnel_core.config.network import NetworkSettings
@@ -35,6 +36,16 @@ class TLSContexts:
             self._base = default_ssl_context(self._net.ca_bundle)
         return self._base
 
+    def base_or_later(self) -> ssl.SSLContext | Callable[[], ssl.SSLContext]:
+        """The base context now when a CA bundle must be checked at start, else a way to build it on first use.
+
+        Loading the system trust store costs ~9 ms of the start, and a relay whose control plane and
+        targets are all http:// never needs it.
+        """
+        if self._net.ca_bundle:
+            return self.base
+        return lambda: self.base
+
     def with_cert(self, cert: str, key: str) -> ssl.SSLContext:
         ctx = self._with_cert.get((cert, key))
         if ctx is None:
@@ -53,7 +64,7 @@ def mcp_pool(settings: Settings, binding: Binding, tls: TLSContexts, *, max_conn
         net.mcp_client_cert, net.mcp_client_key)
     return HTTPPool(
         max_connections=max_connections,
-        ssl_context=tls.base,
+        ssl_context=tls.base_or_later(),
         proxy=None if binding.unix_socket else proxy_route(net, "mcp", binding.http_proxy),
         client_cert_context=tls.with_cert(cert, key) if cert else None,
         client_cert_origin=binding.url if cert else "",
@@ -73,7 +84,7 @@ def control_plane_base_url(settings: Settings) -> str:
 def control_plane_pool(settings: Settings, tls: TLSContexts, *, max_connections: int) -> HTTPPool:
     net = settings.network
     ctx = (tls.with_cert(net.control_plane_client_cert, net.control_plane_client_key)
-           if net.control_plane_client_cert else tls.base)
+           if net.control_plane_client_cert else tls.base_or_later())
     return HTTPPool(max_connections=max_connections, ssl_context=ctx, proxy=proxy_route(net, "control_plane"))
 
 
@@ -87,7 +98,7 @@ def harpoon_route(settings: Settings) -> ProxyRoute:
 def harpoon_pool(settings: Settings, tls: TLSContexts, unix_socket: str = "") -> HTTPPool:
     """A small pool for Harpoon calls (a Unix-socket target is dialled directly)."""
     route = ProxyRoute() if unix_socket else harpoon_route(settings)
-    return HTTPPool(max_connections=8, ssl_context=tls.base, proxy=route, unix_socket=unix_socket)
+    return HTTPPool(max_connections=8, ssl_context=tls.base_or_later(), proxy=route, unix_socket=unix_socket)
 
 
 def route_summary(settings: Settings) -> dict[str, Any]:

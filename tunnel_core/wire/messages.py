@@ -6,7 +6,10 @@ the relay sends (:class:`ResponsePayload`, the ``X-Tunnel-MCP-Server-Info`` valu
 here and checked against ``shared/reference/openapi.json`` by the tests; the tunnel service
 validates what it receives with the strict pydantic models of ``wire/models.py``.
 
-Why not pydantic here: a plain ``run`` would load it only for these few shapes, and it costs
+The classes are slotted dataclasses that are not frozen (treat them as read-only): a frozen
+dataclass costs twice as much to define at import (generated ``__setattr__``, ``__delattr__``
+and ``__hash__``) and sets each field through ``object.__setattr__`` when built, once per
+command. Why not pydantic here: a plain ``run`` would load it only for these few shapes, and it costs
 about 14 MB of resident memory and a third of the start time; decoding a command by hand is
 also several times cheaper (see docs/performance.md).
 """
@@ -34,7 +37,7 @@ FailureSource = Literal[
 # ------------------------------------------------------------------------------- polled commands
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class _Polled:
     request_id: str
     shard_token: str
@@ -46,18 +49,18 @@ class _Polled:
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know, kept
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class JsonRpcCommand(_Polled):
     command_type: Literal["jsonrpc"] = "jsonrpc"
     jsonrpc: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SessionTerminationCommand(_Polled):
     command_type: Literal["session_termination"] = "session_termination"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class OAuthDiscoveryCommand(_Polled):
     """Not in the OpenAPI file: produced by older service paths and the dev proxy."""
 
@@ -156,7 +159,7 @@ def commands_from_poll_body(body: bytes) -> list[Any]:
 # ------------------------------------------------------------------------------- what the relay sends
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ResponsePayload:
     """Body of POST /v1/tunnels/{id}/response as the relay builds it. Empty optional parts are omitted."""
 
@@ -184,7 +187,7 @@ class ResponsePayload:
         return self.resp_type != "jsonrpc_notify"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class TunnelFailure:
     """Provenance of a synthesized -32603 failure, at resp_json.error.data.tunnel_failure."""
 
@@ -209,13 +212,13 @@ class TunnelFailure:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServerInfoChannel:
     name: str
     proc_affinity: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MCPServerInfo:
     """Value of the X-Tunnel-MCP-Server-Info header (version 1)."""
 
@@ -228,7 +231,7 @@ class MCPServerInfo:
         return json.dumps({"version": self.version, "channels": channels}, separators=(",", ":"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TunnelClientMetadata:
     """GET /v1/tunnels/{id}: id, name, description, and whatever else the service adds (kept)."""
 
