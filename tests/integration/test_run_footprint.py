@@ -81,15 +81,22 @@ def _run_and_dump(tunnel_service: TunnelService, runtime_key: str, home: Path, t
             assert resp.status_code == 200 and expected in result_text(resp), resp.text
         finally:
             session.close()
+    finally:
+        modules = _stop_and_read(proc, dump)
+    # The dump is real: the relay's own hot path is in it.
+    assert {"tunnel_core.relay.dispatcher", "tunnel_core.relay.poller", "tunnel_core.runner"} <= modules
+    return modules
+
+
+def _stop_and_read(proc: Proc, dump: Path) -> set[str]:
+    """SIGTERM (a clean stop runs the dump at exit), then the module names it wrote."""
+    try:
         proc.popen.send_signal(signal.SIGTERM)
         assert proc.popen.wait(WAIT) == 0, proc.tail()
     finally:
         if proc.popen.poll() is None:
             proc.kill()
-    modules = set(dump.read_text().split())
-    # The dump is real: the relay's own hot path is in it.
-    assert {"tunnel_core.relay.dispatcher", "tunnel_core.relay.poller", "tunnel_core.runner"} <= modules
-    return modules
+    return set(dump.read_text().split())
 
 
 def _offenders(modules: set[str]) -> dict[str, str]:
@@ -128,11 +135,7 @@ def test_dev_proxy_runs_the_demo_server_without_the_mcp_sdk(tmp_path: Path) -> N
                 base_env(tmp_path, DUMP_MODULES=str(dump)))
     try:
         proc.wait_stdout(r"MCP URL")
-        proc.popen.send_signal(signal.SIGTERM)
-        assert proc.popen.wait(WAIT) == 0, proc.tail()
     finally:
-        if proc.popen.poll() is None:
-            proc.kill()
-    modules = set(dump.read_text().split())
+        modules = _stop_and_read(proc, dump)
     assert "tunnel_core.mcpstub" in modules and "tunnel_core.devservice.app" in modules  # the dump is real
     assert not [m for m in modules if m == "mcp" or m.startswith("mcp.")]
