@@ -42,6 +42,7 @@ from tunnel_core.relay.dispatcher import Dispatcher
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.poller import Poller
 from tunnel_core.relay.responder import Responder
+from tunnel_core.relay.slots import Slots
 from tunnel_core.relay.state import RuntimeState
 from tunnel_core.relay.traffic import TrafficRecorder
 from tunnel_core.targets.base import ProbeResult, Target
@@ -184,18 +185,19 @@ async def run_client(
     if oauth.harpoon is not None:
         oauth.harpoon.metrics = HarpoonMetrics(metrics.registry)
     metrics.watch_stdio(targets)
-    cp_http = control_plane_pool(settings, tls, max_connections=max(32, settings.max_inflight + 4))
+    cp_http = control_plane_pool(settings, tls, max_connections=max(32, 2 * settings.max_inflight + 5))
     cp = ControlPlaneClient(
         http=cp_http, base_url=control_plane_base_url(settings), tunnel_id=settings.tunnel_id,
         api_key=settings.api_key, instance_id=instance_id, server_info=channels.server_info,
         organization_id=settings.organization_id, extra_headers=settings.network.control_plane_extra_headers,
     )
+    slots = Slots(settings.max_inflight)
     dispatcher = Dispatcher(
         tunnel_id=settings.tunnel_id, targets=channels, responder=Responder(cp, metrics), metrics=metrics,
-        max_concurrent=settings.max_concurrent, traffic=traffic, oauth=oauth.discovery.handle,
+        max_concurrent=settings.max_concurrent, slots=slots, traffic=traffic, oauth=oauth.discovery.handle,
     )
     poller = Poller(
-        cp=cp, dispatcher=dispatcher, state=state, metrics=metrics, max_inflight=settings.max_inflight,
+        cp=cp, dispatcher=dispatcher, state=state, metrics=metrics, slots=slots,
         poll_timeout=settings.poll_timeout, poll_guardrail=settings.poll_guardrail,
         poll_channels=settings.poll_channels,
     )

@@ -23,6 +23,7 @@ from tests.support.faulty import (
     result_text,
     wait_until,
 )
+from tests.support.inflight import replay
 from tests.support.mcp_app import Gates, build_mcp_app
 from tests.support.servers import BackgroundLoop
 from tunnel_core.config.durations import parse_duration
@@ -232,21 +233,14 @@ def test_max_inflight_bounds_every_poll_limit(relay_on: Any, faulty: FaultyServi
 
     assert asyncio.run(scenario()) == ["released k0", "released k1", "released k2"]
     # Replay the wire in arrival order: when each poll was sent, the client held every command
-    # delivered by earlier polls minus the terminal responses it had posted, so its limit may
-    # ask for the free part only. (One poll loop: every earlier poll had returned by then.)
-    delivered = terminals = 0
-    limits = []
-    for rec in faulty.runtime_requests(run.tunnel_id):
-        if rec.path.endswith("/poll"):
-            limit = int(rec.query["limit"][0])
-            limits.append(limit)
-            assert limit <= 4 - (delivered - terminals), (limit, delivered, terminals)
-            if rec.status == 200:
-                delivered += len(json.loads(bytes(rec.response_body))["commands"])
-        elif rec.path.endswith("/response"):
-            if json.loads(bytes(rec.body)).get("resp_type") != "jsonrpc_notify":
-                terminals += 1
+    # delivered by earlier polls minus the terminal responses it had posted, none of them parked
+    # (no server here asks its caller anything), so its limit may ask for the free part only.
+    wire = replay(faulty.runtime_requests(run.tunnel_id))
+    wire.assert_bounds(4)
+    assert all(p.parked == 0 for p in wire.polls)
+    limits = [p.limit for p in wire.polls]
     assert 1 in limits, "some poll was sent while three of four slots were held"
+    assert wire.peak_held == 4
 
 
 def test_two_hundred_mixed_concurrent_calls_each_answered_once(

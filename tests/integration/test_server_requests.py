@@ -34,6 +34,7 @@ from tests.support.fake_model import (
     tool_outputs,
 )
 from tests.support.faulty import FaultyService
+from tests.support.inflight import replay
 from tests.support.proc import TUNNEL_CLIENT, Proc, base_env
 from tests.support.redis_helpers import QUEUE_KEY, RedisServer, ServiceProc, running_redis, start_service
 from tests.support.servers import BackgroundLoop
@@ -130,6 +131,98 @@ def test_answers_reach_the_server_while_the_only_worker_waits_for_them(
 
     assert "sampled by the caller" in anyio.run(go)
     assert len(caller.sampled) == 1
+
+
+@dataclass
+class PatientCaller(Caller):
+    """Answers no elicitation until ``together`` of them are waiting, so that many calls wait at once."""
+
+    together: int = 2
+    waiting: int = 0
+    _all_asked: anyio.Event | None = None
+
+    async def elicitation(self, ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self._all_asked = self._all_asked or anyio.Event()
+        self.waiting += 1
+        if self.waiting >= self.together:
+            self._all_asked.set()
+        with anyio.fail_after(WAIT):
+            await self._all_asked.wait()
+        return await super().elicitation(ctx, params)
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+def test_two_calls_waiting_for_their_caller_at_max_inflight_one_both_get_their_answers(
+    kind: str, relay_on: StartClient, faulty: FaultyService, everything_url: str,
+) -> None:
+    # The first call waits for its caller in the client's only slot, with its only worker. Its answer,
+    # and the second call (which asks too, and is queued first), can only come through polls: the
+    # client must keep polling while every call it holds is parked, within its bound (2 x 1 + 1
+    # held), and the second call must get the worker the first one no longer uses.
+    run = relay_on(*target_args(kind, everything_url), "--control-plane.max-inflight", "1",
+                   "--mcp.max-concurrent-requests", "1")
+    run.wait_readyz()
+    caller = PatientCaller(together=2)
+
+    async def go() -> list[types.CallToolResult]:
+        results: list[types.CallToolResult] = []
+        async with caller.client(faulty.mcp_url(run.tunnel_id)) as c:
+            async def one() -> None:
+                results.append(await c.call_tool("trigger-elicitation-request", {}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one)
+                tg.start_soon(one)
+            results.append(await c.call_tool("echo", {"message": "still here"}))
+        return results
+
+    first, second, after = anyio.run(go)
+    assert caller.elicited == ["Please provide inputs for the following fields:"] * 2
+    for result in (first, second):
+        assert not result.is_error and "- Name: Ada Lovelace" in text_of(result)
+    assert text_of(after) == "Echo: still here"
+    wire = replay(faulty.runtime_requests(run.tunnel_id))
+    wire.assert_bounds(1)
+    assert any(p.held == 2 and p.parked == 2 and p.limit == 1 for p in wire.polls), wire.polls
+
+
+def test_calls_whose_caller_never_answers_hold_at_most_twice_max_inflight_plus_one(
+    relay_on: StartClient, faulty: FaultyService, mcp_target: MCPTarget,
+) -> None:
+    # Four calls ask a caller who never answers, at max-inflight 1. The client takes three (the
+    # bound: 2 x 1 + 1) and only takes the fourth once its server's own timeout has ended one of them.
+    run = relay_on("--mcp.server-url", mcp_target.url, "--control-plane.max-inflight", "1")
+    run.wait_readyz()
+    url = faulty.mcp_url(run.tunnel_id)
+    asked: list[str] = []
+
+    async def scenario(client: httpx2.AsyncClient, session: dict[str, str]) -> list[list[dict[str, Any]]]:
+        async def ignore(msg: dict[str, Any]) -> None:
+            asked.append(msg["params"]["message"])
+
+        finals: list[list[dict[str, Any]]] = []
+
+        async def one(i: int) -> None:
+            status, received = await stream_call(client, url, session, ask_call(f"q{i}", 1.2), ignore)
+            assert status == 200
+            finals.append(received)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(one, i)
+        return finals
+
+    finals = in_session(url, scenario)
+    assert sorted(asked) == ["q0", "q1", "q2", "q3"]
+    for received in finals:
+        result = received[-1]["result"]
+        assert result["isError"] is True and "no answer from the caller" in result["content"][0]["text"]
+    wire = replay(faulty.runtime_requests(run.tunnel_id))
+    wire.assert_bounds(1)
+    assert wire.peak_held == 3
+    # The fourth call was delivered only after a terminal response: never four held at once.
+    polls_with_a_call = [p for p in wire.polls if p.limit]
+    assert polls_with_a_call and all(p.held <= 2 for p in polls_with_a_call)
 
 
 async def stream_call(client: httpx2.AsyncClient, url: str, session: dict[str, str], call: dict[str, Any],

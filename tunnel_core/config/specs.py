@@ -59,7 +59,8 @@ SPECS: tuple[Spec, ...] = (
          "private key (PEM) of --control-plane.client-cert", aliases=("--control-plane-client-key",),
          metavar="PATH"),
     Spec("control_plane.max_inflight_requests", "--control-plane.max-inflight", "CONTROL_PLANE_MAX_INFLIGHT_REQUESTS",
-         20, "commands held at once, from poll to posted response (1..10000)", metavar="N"),
+         20, "commands worked on at once, from poll to posted response; calls waiting for their caller's "
+         "answer are not counted, up to 2N+1 held in all (1..10000)", metavar="N"),
     Spec("control_plane.poll_timeout", "--control-plane.poll-timeout", "CONTROL_PLANE_POLL_TIMEOUT", "30s",
          "long-poll wait asked of the control plane", metavar="DURATION"),
     Spec("control_plane.poll_deadline_guardrail", "--control-plane.poll-deadline-guardrail",

@@ -1,7 +1,8 @@
 """Prometheus metrics of one relay, with the reference implementation's names.
 
 Beyond the reference: ``commands_poll_retries_total`` and ``command_response_post_retries_total``
-(retry counts of the two control-plane calls), ``command_deadline_expired_total``, and the
+(retry counts of the two control-plane calls), ``command_deadline_expired_total``,
+``commands_parked`` (calls waiting for their caller's answer), and the
 stdio supervisor's ``mcp_stdio_restarts_total`` / ``mcp_stdio_child_running``.
 """
 
@@ -53,6 +54,9 @@ class RelayMetrics:
         )
         self.queue_capacity = Gauge("commands_queue_capacity", "Commands that may be held at once", registry=r)
         self.queue_length = Gauge("commands_queue_length", "Commands held and waiting for a worker", registry=r)
+        self.parked = Gauge(
+            "commands_parked", "Calls waiting for their caller's answer to a server-to-client request", registry=r
+        )
         self.worker_capacity = Gauge("dispatcher_worker_pool_capacity", "Concurrent MCP calls allowed", registry=r)
         self.worker_occupancy = Gauge("dispatcher_worker_pool_occupancy", "MCP calls running", registry=r)
         self.end_to_end = Histogram(

@@ -1,9 +1,9 @@
-"""The single poll loop and the in-flight accounting that bounds it.
+"""The single poll loop.
 
-``control-plane.max-inflight`` bounds every command this client holds, from the poll that
-delivered it until its terminal response is posted, and the ``limit`` of an open poll is
-counted too. A poll therefore asks for at most the free part (and at most 25), so the
-client never holds more than it promised, unlike the reference (workers + queue + 1).
+Each poll asks for at most the room ``Slots`` leaves (and at most 25): ``control-plane.max-inflight``
+bounds the commands this client works on and, with calls parked on their callers, everything it
+holds (see ``relay/slots.py``), so the client never holds more than it promised, unlike the
+reference (workers + queue + 1).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tunnel_core.httpio import NetworkOrDecodeErrors, describe_network_error
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.relay.dispatcher import Dispatcher
 from tunnel_core.relay.metrics import RelayMetrics
+from tunnel_core.relay.slots import Slots
 from tunnel_core.relay.state import RuntimeState
 from tunnel_core.wire.messages import CommandDecodeError, PolledCommand, decode_command
 
@@ -37,7 +38,7 @@ class Poller:
         dispatcher: Dispatcher,
         state: RuntimeState,
         metrics: RelayMetrics,
-        max_inflight: int,
+        slots: Slots,
         poll_timeout: float,
         poll_guardrail: float,
         poll_channels: tuple[str, ...] | None,
@@ -46,35 +47,27 @@ class Poller:
         self._dispatcher = dispatcher
         self._state = state
         self._metrics = metrics
-        self._capacity = max_inflight
-        self._held = 0
-        self._reserved = 0
-        self._freed = anyio.Event()
+        self._slots = slots
         self._timeout = poll_timeout
         self._guardrail = poll_guardrail
         self._channels = poll_channels
-        metrics.queue_capacity.set(max_inflight)
+        metrics.queue_capacity.set(slots.capacity)
 
     @property
     def held(self) -> int:
-        return self._held
-
-    @property
-    def free(self) -> int:
-        return max(0, self._capacity - self._held - self._reserved)
+        return self._slots.held
 
     def _update_gauges(self) -> None:
-        self._metrics.queue_length.set(max(0, self._held - self._dispatcher.running))
+        self._metrics.queue_length.set(max(0, self._slots.working - self._dispatcher.running))
 
     async def run(self, commands_tg: TaskGroup) -> None:
         """Poll until cancelled, handing each command to ``commands_tg``."""
         backoff = Backoff()
         reported_auth = False
         while True:
-            while self.free == 0:
-                await self._freed.wait()
-            limit = min(MAX_POLL_LIMIT, self.free)
-            self._reserved = limit
+            await self._slots.wait_for_room()
+            limit = min(MAX_POLL_LIMIT, self._slots.room())
+            self._slots.reserved = limit
             started = time.monotonic()
             self._metrics.poll_cycles.inc()
             span = tracing.start("tunnel.poll", {"tunnel.poll.limit": limit}, kind="CLIENT")
@@ -83,7 +76,7 @@ class Poller:
                     limit=limit, timeout=self._timeout, guardrail=self._guardrail, channels=self._channels
                 )
             except ControlPlaneError as exc:
-                self._reserved = 0
+                self._slots.reserved = 0
                 self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
                 self._metrics.poll_errors.labels("other").inc()
                 self._state.poll_failed(f"HTTP {exc.status}" + (f" {exc.code}" if exc.code else ""))
@@ -104,7 +97,7 @@ class Poller:
                 await anyio.sleep(delay)
                 continue
             except NetworkOrDecodeErrors as exc:
-                self._reserved = 0
+                self._slots.reserved = 0
                 kind = "timeout" if isinstance(exc, TimeoutError) else "other"
                 self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
                 self._metrics.poll_errors.labels(kind).inc()
@@ -120,14 +113,14 @@ class Poller:
                 await anyio.sleep(delay)
                 continue
             except Exception as exc:  # the poll loop outlives any single bad poll
-                self._reserved = 0
+                self._slots.reserved = 0
                 self._state.poll_failed(type(exc).__name__)
                 delay = backoff.next()
                 log.error("poll failed unexpectedly; backing off",
                           extra={"retry_in_ms": int(delay * 1000), "error_type": type(exc).__name__})
                 await anyio.sleep(delay)
                 continue
-            self._reserved = 0
+            self._slots.reserved = 0
             self._metrics.poll_latency.labels("false").observe(time.monotonic() - started)
             if backoff.attempts:
                 log.info("poller recovered", extra={"failed_attempts": backoff.attempts})
@@ -147,7 +140,7 @@ class Poller:
                     log.warning("dropping malformed command",
                                 extra={"request_id": exc.request_id or "", "reason": exc.reason, "detail": str(exc)})
                     continue
-                self._held += 1
+                self._slots.hold()
                 self._metrics.enqueued.inc()
                 self._metrics.observe_age(cmd.created_at)
                 commands_tg.start_soon(self._run_one, cmd, result.received_at)  # inherits the poll span
@@ -161,14 +154,11 @@ class Poller:
 
     async def drained(self) -> None:
         """Return once no command is held."""
-        while self._held:
-            await self._freed.wait()
+        await self._slots.wait_empty()
 
     async def _run_one(self, cmd: PolledCommand, received_at: float) -> None:
         try:
             await self._dispatcher.handle(cmd, received_at)
         finally:
-            self._held -= 1
+            self._slots.release()
             self._update_gauges()
-            self._freed.set()
-            self._freed = anyio.Event()

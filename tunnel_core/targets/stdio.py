@@ -49,6 +49,7 @@ log = logging.getLogger("tunnel_client.process")
 
 STDERR_TAIL_LINES = 50
 MAX_RETIRED_IDS = 1024
+MAX_ASKED_PER_CALL = 16
 STABLE_AFTER_SECONDS = 5.0  # a child alive this long resets the crash streak
 CRASH_LOOP_THRESHOLD = 3
 WAIT_FOR_CHILD_SECONDS = 10.0
@@ -109,6 +110,7 @@ class _Call:
     progress: dict[str, Any] = field(default_factory=dict)  # internal token -> original token
     started: float = field(default_factory=time.monotonic)
     session: str = ""  # the caller's Mcp-Session-Id: JSON-RPC ids are unique only within a session
+    asked: set[Any] = field(default_factory=set)  # ids of server-to-client requests relayed on it, unanswered
 
 
 class StdioTarget:
@@ -338,17 +340,24 @@ class StdioTarget:
             self._deliver(call, msg)
             return
         # A notification or a server-to-client request: route progress by its (rewritten)
-        # token, anything else to the oldest call in flight.
+        # token, a request to the oldest call not already waiting for its caller's answer (a call
+        # asks one thing at a time, so that is most likely the asker), anything else to the oldest.
         params = msg.get("params")
         token = params.get("progressToken") if isinstance(params, dict) else None
         target = None
         if token is not None:
             target = next((c for c in self._calls.values() if token in c.progress), None)
+        asking = "id" in msg
+        if target is None and asking:
+            target = min((c for c in self._calls.values() if not c.asked), key=lambda c: c.started, default=None)
         if target is None and self._calls:
             target = min(self._calls.values(), key=lambda c: c.started)
         if target is None:
             log.debug("server message with no request in flight dropped", extra={"channel": self.channel})
             return
+        if asking and len(target.asked) < MAX_ASKED_PER_CALL:
+            with contextlib.suppress(TypeError):  # an unhashable id is the server's bug; the call waits as usual
+                target.asked.add(msg["id"])
         self._deliver(target, msg)
 
     @staticmethod
@@ -394,12 +403,19 @@ class StdioTarget:
             session = header_value(cmd.headers, "mcp-session-id") or ""
             if not is_request:
                 await self._write(self._cancel_to_internal(msg, session))
+                if "id" in msg:  # the caller's answer to a server-to-client request
+                    self._caller_answered(msg["id"])
                 return Reply("notify_ack", 202)
             return await self._request(msg, emit, session)
         except TargetFailure as failure:
             if not is_request:
                 return Reply("notify_ack", failure.status)
             return Reply("jsonrpc_response", failure.status, failure.envelope(msg.get("id")), JSON_HEADERS)
+
+    def _caller_answered(self, rpc_id: Any) -> None:
+        for call in self._calls.values():
+            with contextlib.suppress(TypeError):
+                call.asked.discard(rpc_id)
 
     def _cancel_to_internal(self, msg: dict[str, Any], session: str) -> dict[str, Any]:
         """Point a caller's ``notifications/cancelled`` at the id the child knows its request by."""
