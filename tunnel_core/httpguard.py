@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from tunnel_core.httpproto import FastHttpProtocol
 
 HEALTH_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
 # After a 431 the connection keeps reading (and discarding) for this long before it closes, so the
@@ -66,8 +66,8 @@ async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the bounds of the module docstring (``limits`` set by a subclass)."""
+class GuardedHttpProtocol(FastHttpProtocol):
+    """uvicorn's httptools protocol (``httpproto``) with the bounds of the module docstring (``limits`` set by a subclass)."""
 
     limits = Limits()
 

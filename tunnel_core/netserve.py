@@ -138,10 +138,11 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
         def capture_signals(self) -> Generator[None, None, None]:
             yield
 
+    http_impl: Any
     try:
-        import httptools  # noqa: F401
+        from tunnel_core.httpproto import FastHttpProtocol  # httptools: one write per response
 
-        http_impl = "httptools"
+        http_impl = FastHttpProtocol
     except ImportError:  # pragma: no cover - optional speed-up
         http_impl = "h11"
     settings: dict[str, Any] = {"timeout_keep_alive": 30, "http": http_impl, **(options or {})}

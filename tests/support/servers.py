@@ -78,11 +78,14 @@ class BackgroundLoop:
         """Run a sync or async callable on the background loop and return its result."""
         return self.portal.call(fn, *args)
 
-    def serve(self, app: Any, sock: socket.socket | None = None) -> RunningServer:
-        """Serve ``app`` on ``sock`` (default: a fresh 127.0.0.1:0 socket); returns once it accepts."""
+    def serve(self, app: Any, sock: socket.socket | None = None, **options: Any) -> RunningServer:
+        """Serve ``app`` on ``sock`` (default: a fresh 127.0.0.1:0 socket); returns once it accepts.
+
+        ``options`` are extra uvicorn.Config arguments (``http=`` a protocol class, ...)."""
         sock = sock or bind_loopback()
         config = uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="auto", ws="none", timeout_graceful_shutdown=0.5,  # type: ignore[arg-type]
+            **options,
         )
         server = _QuietServer(config)
         port = sock.getsockname()[1]

@@ -37,8 +37,8 @@ def test_every_failure_source_is_explained() -> None:
 
 
 def test_every_504_reason_of_the_service_is_explained() -> None:
-    from tunnel_core.devservice import app
+    from tunnel_core.devservice import frontdoor
 
-    source = Path(app.__file__).read_text(encoding="utf-8")
+    source = Path(frontdoor.__file__).read_text(encoding="utf-8")
     reasons = set(re.findall(r'_NoAnswer\("([a-z_]+)"', source))
     assert reasons and reasons == {cause for status, cause in doc_causes() if status == 504}

@@ -173,7 +173,10 @@ CHALLENGE = f'Tunnel-Caller-Token realm="tunnel", header="{CALLER_TOKEN_HEADER}"
 
 
 class FrontDoorGuard:
-    """ASGI middleware in front of the service: caller tokens on the front door, and the header stripped."""
+    """ASGI middleware in front of the service: caller tokens on the front door, and the header stripped.
+
+    ``screen`` and ``refuse`` are the same check for a caller that has already matched the route
+    (the service's raw front-door dispatch)."""
 
     def __init__(self, app: ASGIApp, gate: Gate) -> None:
         self.app = app
@@ -184,21 +187,37 @@ class FrontDoorGuard:
         if match is None:
             await self.app(scope, receive, send)
             return
-        token = ""
-        kept = []
-        for name, value in scope["headers"]:
-            if name == _HEADER_KEY:
-                token = token or value.decode("latin-1").strip()
-            else:
-                kept.append((name, value))
-        if not self.gate.caller_allowed(token, match.group(1)):
-            code = "invalid_caller_token" if token else "caller_token_required"
-            log.info("front door request", extra={"status_code": 401, "tunnel_id": match.group(1)[:64],
-                                                  "http_method": scope.get("method", ""), "failure_source": code})
-            data = unauthorized_body(code)
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                (b"www-authenticate", CHALLENGE.encode())]})
-            await send({"type": "http.response.body", "body": data})
+        kept, refusal = self.screen(scope, match.group(1))
+        if kept is None:
+            await self.refuse(scope, send, match.group(1), refusal)
             return
         await self.app({**scope, "headers": kept}, receive, send)
+
+    def screen(self, scope: Scope, tunnel_id: str) -> tuple[list[tuple[bytes, bytes]] | None, str]:
+        """(the request's headers without the caller token, "") when the request may pass; else (None, the
+        refusal code: ``caller_token_required`` or ``invalid_caller_token``)."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        token = ""
+        kept = headers
+        for name, _ in headers:
+            if name == _HEADER_KEY:
+                kept = []
+                for name, value in headers:
+                    if name == _HEADER_KEY:
+                        token = token or value.decode("latin-1").strip()
+                    else:
+                        kept.append((name, value))
+                break
+        if self.gate.caller_allowed(token, tunnel_id):
+            return kept, ""
+        return None, "invalid_caller_token" if token else "caller_token_required"
+
+    async def refuse(self, scope: Scope, send: Send, tunnel_id: str, code: str) -> None:
+        """The 401 answer (and its log line) for a request ``screen`` refused."""
+        log.info("front door request", extra={"status_code": 401, "tunnel_id": tunnel_id[:64],
+                                              "http_method": scope.get("method", ""), "failure_source": code})
+        data = unauthorized_body(code)
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+            (b"www-authenticate", CHALLENGE.encode())]})
+        await send({"type": "http.response.body", "body": data})

@@ -8,6 +8,7 @@
   Bearer ``resource_metadata`` rewritten to that well-known URL, so an MCP client that got a
   401 discovers metadata through the tunnel, never at the private address
   (``ServiceConfig.rewrite_www_authenticate``, on by default; ``--oauth-passthrough`` turns it off).
+  The front door does it while it builds such an answer (``frontdoor``), using ``base_url``.
 
 The public base URL is the one the caller used (scheme and ``Host`` of the request).
 """
@@ -15,20 +16,18 @@ The public base URL is the one the caller used (scheme and ``Host`` of the reque
 from __future__ import annotations
 
 import datetime
-import re
 from typing import Any
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from tunnel_core.devservice.broker import Broker, DeliveryError
 from tunnel_core.wire.models import TUNNEL_ID_RE
-from tunnel_core.wire.prmd import PRMD_PREFIX, rewrite_prmd, rewrite_www_authenticate
+from tunnel_core.wire.prmd import PRMD_PREFIX, rewrite_prmd
 
-_FRONT_DOOR_RE = re.compile(r"^/v1/mcp/(tunnel_[a-z0-9]{32})/?$")
 # Headers of the private server's PRMD answer worth passing on; framing is the service's own.
 _PASS_HEADERS = ("cache-control", "etag", "last-modified", "vary")
 
@@ -38,7 +37,8 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
                                    "code": code}}, status_code=status)
 
 
-def _base_url(scope: Scope) -> str:
+def base_url(scope: Scope) -> str:
+    """The public base URL the caller used: scheme and ``Host`` of the request."""
     host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
     if not host:
         server = scope.get("server") or ("127.0.0.1", 80)
@@ -88,38 +88,9 @@ def oauth_routes(broker: Broker, *, response_timeout: float) -> list[Route]:
             return _error(502, "The tunnel client returned no protected resource metadata.",
                           "oauth_discovery_failed")
         if status == 200 and isinstance(body.get("resource"), str):
-            body = rewrite_prmd(body, _base_url(request.scope), tunnel_id)
+            body = rewrite_prmd(body, base_url(request.scope), tunnel_id)
         headers = {k: ", ".join(v) for k, v in (final.get("resp_headers") or {}).items()
                    if k.lower() in _PASS_HEADERS and isinstance(v, list)}
         return JSONResponse(body, status_code=status, headers=headers)
 
     return [Route(PRMD_PREFIX + "/v1/mcp/{tunnel_id}", protected_resource, methods=["GET"])]
-
-
-class OAuthRewriteMiddleware:
-    """Rewrites ``resource_metadata`` in ``WWW-Authenticate`` of front-door answers to the tunnel's PRMD URL."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _FRONT_DOOR_RE.match(scope.get("path", "")) if scope["type"] == "http" else None
-        if match is None:
-            await self.app(scope, receive, send)
-            return
-        tunnel_id = match.group(1)
-
-        async def rewriting_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.get("headers") or []
-                if any(k.lower() == b"www-authenticate" for k, _ in headers):
-                    base = _base_url(scope)
-                    message = dict(message)
-                    message["headers"] = [
-                        (k, rewrite_www_authenticate(v.decode("latin-1"), base, tunnel_id).encode("latin-1"))
-                        if k.lower() == b"www-authenticate" else (k, v)
-                        for k, v in headers
-                    ]
-            await send(message)
-
-        await self.app(scope, receive, rewriting_send)
