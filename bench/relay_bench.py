@@ -14,7 +14,7 @@ Figures (medians over ``--reps`` repetitions with fresh processes; see docs/perf
   headline, per target (HTTP: the demo tools on the mcp SDK's server, tests/support/sdk_stub.py;
     stdio: `mcp-server-time`): p50/p99 latency relay
     and direct, overhead, throughput relay/direct at each level, CPU seconds per 1,000 calls of
-    the relay and of the tunnel service, idle RSS (3 s after ready) and peak RSS, start -> /readyz;
+    the relay and of the tunnel service (at concurrency 1, during the latency calls, and at each level), idle RSS (3 s after ready) and peak RSS, start -> /readyz;
   CLI: `--help` and `help TOPIC` wall time; `dev proxy` idle RSS;
   curves (HTTP target, bench/lean_upstream.py as the MCP server so the relay's own cost shows):
     latency and relay CPU per call vs response size (1 KB -> 4 MiB, JSON and SSE), throughput,
@@ -364,7 +364,11 @@ async def _headline(front: str, direct: str | list[str], tool: str, args: dict[s
         return await (StdioDirect(target) if isinstance(target, list) else Session(target)).open()
 
     relay1, direct1 = await make(front), await make(direct)
+    cpu0, svc0 = cpu(relay), cpu(service)
     lat_relay = await latency(relay1, tool, args, calls)
+    done = (calls + 20) / 1000  # the warm-up calls are counted too: the CPU covers them
+    res["relay_cpu_s_per_1000_c1"] = (cpu(relay) - cpu0) / done
+    res["service_cpu_s_per_1000_c1"] = (cpu(service) - svc0) / done
     lat_direct = await latency(direct1, tool, args, calls)
     res["p50_relay_ms"], res["p99_relay_ms"] = statistics.median(lat_relay), pct(lat_relay, 99)
     res["p50_direct_ms"], res["p99_direct_ms"] = statistics.median(lat_direct), pct(lat_direct, 99)
@@ -579,7 +583,8 @@ def print_report(report: dict[str, Any], targets: list[str], levels: list[int]) 
           f"{report['reps']}; load 1m {report['load_1m_start']} at start, {report['load_1m_end']} at end")
     print(f"--help {cli['help_s'] * 1000:.0f} ms, help doctor {cli['help_topic_s'] * 1000:.0f} ms; "
           f"dev proxy idle RSS {report['dev_proxy_rss_mb']:.1f} MB")
-    keys = ["p50_direct_ms", "p50_relay_ms", "overhead_p50_ms", "p99_direct_ms", "p99_relay_ms"]
+    keys = ["p50_direct_ms", "p50_relay_ms", "overhead_p50_ms", "p99_direct_ms", "p99_relay_ms",
+            "relay_cpu_s_per_1000_c1", "service_cpu_s_per_1000_c1"]
     keys += [f"{k}_c{lv}" for lv in levels for k in ("tput_direct", "tput_relay", "tput_ratio", "p99_relay_ms",
                                                       "relay_cpu_s_per_1000", "service_cpu_s_per_1000")]
     keys += ["rss_idle_mb", "rss_peak_mb", "start_to_ready_s", "load_1m"]
