@@ -108,11 +108,12 @@ class _LifespanGuard:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "lifespan":
-            await self.app(scope, receive, send)
-            return
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        if scope["type"] != "lifespan":
+            return self.app(scope, receive, send)  # the app's own coroutine: no extra frame per request
+        return self._lifespan(scope, receive, send)
 
+    async def _lifespan(self, scope: Any, receive: Any, send: Any) -> None:
         async def quiet_send(message: Any) -> None:
             if message.get("type", "").endswith(".failed") and "CancelledError" in str(message.get("message", "")):
                 return
@@ -151,6 +152,7 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
         log_config=None,
         access_log=False,
         lifespan="auto",
+        interface="asgi3",  # _LifespanGuard.__call__ is not a coroutine function, so uvicorn cannot tell
         timeout_graceful_shutdown=int(graceful) or 1,
         ws="none",
         **settings,

@@ -25,6 +25,7 @@ import anyio
 
 from tunnel_core.devservice.backends.base import (
     DeliveryError,
+    Inbox,
     Pending,
     Poller,
     QueueBackend,
@@ -83,8 +84,7 @@ class Broker:
         request_id = "req_" + secrets.token_hex(12)
         shard = self.backend.shard_token()
         command = {"request_id": request_id, "shard_token": shard, **command}
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
-        p = Pending(request_id, shard, command, send, receive)
+        p = Pending(request_id, shard, command, Inbox())
         p.session = header(command.get("headers"), "mcp-session-id")
         if p.is_initialize:
             p.mint = "tsess_" + secrets.token_hex(16)
@@ -150,10 +150,14 @@ class Broker:
             if not stop():
                 arrived = q.arrived  # taken before reading, so a wake-up during the read is not missed
                 out = await self.backend.take(q, limit, channels, who, timeout)
+                recheck = self.backend.recheck
                 with anyio.move_on_after(timeout):
                     while not out and not self.closing:
-                        with anyio.move_on_after(self.backend.recheck):
+                        if recheck == math.inf:  # every enqueue wakes the pollers (inmem)
                             await arrived.wait()
+                        else:
+                            with anyio.move_on_after(recheck):
+                                await arrived.wait()
                         if stop():
                             break
                         arrived = q.arrived

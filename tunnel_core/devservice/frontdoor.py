@@ -16,6 +16,7 @@ when the level is enabled.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -46,6 +47,7 @@ from tunnel_core.devservice.credentials import Gate
 from tunnel_core.devservice.jsonbody import JSONBodyError, parse_json
 from tunnel_core.devservice.oauth_routes import base_url
 from tunnel_core.devservice.runtime import admit_refusal, tunnel_refusal
+from tunnel_core.httpproto import DISCONNECT_EXTENSION
 from tunnel_core.wire.models import CHANNEL_RE
 from tunnel_core.wire.prmd import rewrite_www_authenticate
 from tunnel_core.wire.status import status_text
@@ -250,13 +252,25 @@ class FrontDoor:
         budget ran out or the caller disconnected (the caller's ``forget`` then withdraws the command)."""
 
         async def first() -> dict[str, Any] | None:
-            async for payload in p.receive:
+            async for payload in p.inbox:
                 if not terminal or payload.get("resp_type") != "jsonrpc_notify":
                     return payload
             return None
 
-        _, got = await unless_gone(scope, receive, self._wait_budget(p.command), first)
-        return got
+        budget = self._wait_budget(p.command)
+        watch = scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
+        if watch is None:
+            _, got = await unless_gone(scope, receive, budget, first)
+            return got
+        # The server tells us when the caller leaves: closing the inbox then (or when the budget
+        # runs out) ends the wait, with no task and no cancel scope per call.
+        timer = asyncio.get_running_loop().call_later(budget, p.inbox.close)
+        unwatch = watch(p.inbox.close)
+        try:
+            return await first()
+        finally:
+            timer.cancel()
+            unwatch()
 
     def _answer_headers(self, scope: Scope, tunnel_id: str, final: dict[str, Any], *,
                         drop_type: bool = False) -> dict[str, str]:

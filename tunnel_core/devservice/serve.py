@@ -160,6 +160,7 @@ class Edge:
         self.instance_id = instance_id
         self.metrics = metrics or ServiceMetrics()
         self.started = time.time()
+        self._counters: dict[tuple[str, int], Any] = {}  # (route, status) -> its requests counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -181,7 +182,11 @@ class Edge:
         try:
             await self._guarded(scope, receive, counted, route, tunnel_id)
         finally:
-            self.metrics.requests.labels(route, str(status or 499)).inc()
+            key = (route, status or 499)
+            child = self._counters.get(key)
+            if child is None:  # routes and statuses are closed sets: the table stays small
+                child = self._counters[key] = self.metrics.requests.labels(route, str(key[1]))
+            child.inc()
 
     async def _limited(self, send: Send, route: str, key: str, rate: float, burst: int, what: str) -> bool:
         """Charge one request to ``key``; when over its rate, answer 429 and return True."""

@@ -30,6 +30,7 @@ Errors are ``DeliveryError`` (status + stable error code), so the HTTP mapping i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import Callable
@@ -38,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from tunnel_core.config.durations import parse_response_timeout
 from tunnel_core.wire.models import CHANNEL_RE
@@ -51,6 +51,53 @@ MAX_CHANNELS = 64  # channels remembered per tunnel (the least recently named go
 MAX_DECLARED = 32  # channels one X-Tunnel-MCP-Server-Info may declare (the wire contract's cap)
 
 
+class Inbox:
+    """The payloads routed to one waiting caller, in order of arrival.
+
+    What an unbounded anyio memory stream did here, at a fraction of its cost (one is made per
+    call): ``send_nowait`` raises ``anyio.ClosedResourceError`` once closed; iterating yields
+    what arrived, then ends when the inbox is closed and empty. Either side may close it (the
+    broker when the answer is complete or the caller is released; the front door when its
+    caller left or its budget ran out). asyncio only, as the service is.
+    """
+
+    __slots__ = ("_items", "_waiter", "closed")
+
+    def __init__(self) -> None:
+        self._items: deque[dict[str, Any]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def send_nowait(self, item: dict[str, Any]) -> None:
+        if self.closed:
+            raise anyio.ClosedResourceError
+        self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> Inbox:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while not self._items:
+            if self.closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 @dataclass(slots=True)
 class Pending:
     """One queued or polled request, held by the service instance whose caller waits for it."""
@@ -58,8 +105,7 @@ class Pending:
     request_id: str
     shard_token: str
     command: dict[str, Any]
-    send: MemoryObjectSendStream[dict[str, Any]]
-    receive: MemoryObjectReceiveStream[dict[str, Any]]
+    inbox: Inbox
     polled: bool = False
     taker: str = ""  # X-Tunnel-Client-Instance-Id of the client that polled it
     affinity: bool = False  # taken on a channel that client declared proc_affinity
@@ -67,6 +113,16 @@ class Pending:
     session: str = ""  # the Mcp-Session-Id the command carries
     mint: str = ""  # session id offered when an initialize is answered on a proc_affinity channel
     done: bool = False  # terminal payload delivered: nothing left to withdraw
+
+    @property
+    def send(self) -> Inbox:
+        """Where the broker hands this request's payloads."""
+        return self.inbox
+
+    @property
+    def receive(self) -> Inbox:
+        """Where the caller reads them."""
+        return self.inbox
 
     @property
     def channel(self) -> str:
