@@ -8,6 +8,7 @@ would hide part of the relay's overhead in the floor.
 
     .venv/bin/python bench/relay_bench.py                   # everything (about 5 minutes)
     .venv/bin/python bench/relay_bench.py --reps 5 --target http --skip-curves
+    .venv/bin/python bench/relay_bench.py --skip-headline --skip-cli --curves size --reps 3   # the size curve
     PYTHONPATH=/tmp/old-checkout .venv/bin/python bench/relay_bench.py --out /tmp/before.json
 
 Figures (medians over ``--reps`` repetitions with fresh processes; see docs/performance.md):
@@ -54,6 +55,7 @@ BIN = Path(sys.executable).parent / "tunnel-client"
 TUNNEL_ID = "tunnel_" + "b" * 32
 PROTOCOL = "2025-06-18"
 KB = 1024
+MB = 1024 * KB
 SIZES = (1 * KB, 16 * KB, 256 * KB, 1024 * KB, 4096 * KB - 4 * KB)  # the service caps bodies at 4 MiB
 CONCURRENCY = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 IN_FLIGHT = (0, 10, 100, 250, 500, 1000)
@@ -429,7 +431,7 @@ async def _curves(front: str, direct: str, relay: psutil.Process, service: psuti
     r1, d1 = await Session(front).open(), await Session(direct).open()
     for size in sizes:
         for sse in (False, True):
-            n = max(10, min(calls, int(4e6 // size)))
+            n = max(20, min(calls, int(16e6 // size)))
             args = {"size": size, "sse": sse}
             c0 = cpu(relay)
             lr = await latency(r1, "blob", args, n, warmup=3)
@@ -439,7 +441,8 @@ async def _curves(front: str, direct: str, relay: psutil.Process, service: psuti
                                 "p50_relay_ms": statistics.median(lr), "p50_direct_ms": statistics.median(ld),
                                 "relay_cpu_ms_per_call": relay_cpu_ms, "load_1m": load()})
             print(f"  size {size:>8} {'sse ' if sse else 'json'}: relay {statistics.median(lr):7.2f} ms, "
-                  f"direct {statistics.median(ld):7.2f} ms, relay CPU {relay_cpu_ms:6.2f} ms/call", file=sys.stderr)
+                  f"direct {statistics.median(ld):7.2f} ms, relay CPU {relay_cpu_ms:6.2f} ms/call "
+                  f"(load {load()})", file=sys.stderr)
     relays, directs = [r1], [d1]
     args = {"input": "hello"}
     for level in levels:
@@ -480,7 +483,7 @@ async def _curves(front: str, direct: str, relay: psutil.Process, service: psuti
     return out
 
 
-def curves_once(calls: int) -> dict[str, Any]:
+def curves_once(calls: int, which: set[str]) -> dict[str, Any]:
     procs = new_procs()
     try:
         cp_url = start_service(procs)
@@ -488,11 +491,32 @@ def curves_once(calls: int) -> dict[str, Any]:
         upstream = start_lean_upstream(procs)
         top = max(max(CONCURRENCY), max(IN_FLIGHT)) + 16
         relay, _ = start_relay(procs, cp_url, ["--mcp.server-url", upstream], inflight=top, workers=top)
-        res = asyncio.run(_curves(f"{cp_url}/v1/mcp/{TUNNEL_ID}", upstream, relay, service, SIZES, CONCURRENCY,
-                                  IN_FLIGHT, calls))
+        res = asyncio.run(_curves(f"{cp_url}/v1/mcp/{TUNNEL_ID}", upstream, relay, service,
+                                  SIZES if "size" in which else (),
+                                  CONCURRENCY if "concurrency" in which else (),
+                                  IN_FLIGHT if "in-flight" in which else (), calls))
         return res
     finally:
         cleanup(procs)
+
+
+def median_curves(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Row by row, the median of every number over the runs (the rows line up: same sizes, levels)."""
+    out: dict[str, Any] = {}
+    for curve, rows in runs[0].items():
+        out[curve] = [{k: statistics.median(r[curve][i][k] for r in runs) if isinstance(v, (int, float)) else v
+                       for k, v in row.items()} for i, row in enumerate(rows)]
+    out["load_1m_each"] = [[row["load_1m"] for row in r["size"]] for r in runs]
+    return out
+
+
+def cpu_per_mib(rows: list[dict[str, Any]], mode: str) -> float:
+    """Relay CPU ms per MiB of answer: the slope between the 1 MiB and the largest size of the curve."""
+    pts = sorted((r["bytes"], r["relay_cpu_ms_per_call"]) for r in rows if r["mode"] == mode and r["bytes"] >= MB)
+    if len(pts) < 2:
+        return float("nan")
+    (b0, c0), (b1, c1) = pts[0], pts[-1]
+    return (c1 - c0) / ((b1 - b0) / MB)
 
 
 # ------------------------------------------------------------------ CLI and dev proxy
@@ -544,7 +568,10 @@ def main() -> None:
     ap.add_argument("--target", choices=["http", "stdio", "both"], default="both")
     ap.add_argument("--levels", default="8,32,128", help="concurrency levels of the headline throughput")
     ap.add_argument("--idle-wait", type=float, default=3.0, help="seconds after ready before the idle RSS")
-    ap.add_argument("--skip-curves", action="store_true")
+    ap.add_argument("--skip-curves", action="store_true", help="same as --curves none")
+    ap.add_argument("--curves", default="size,concurrency,in-flight",
+                    help="which curves: size, concurrency, in-flight (comma-separated) or none")
+    ap.add_argument("--skip-cli", action="store_true", help="skip the --help, help TOPIC and dev proxy figures")
     ap.add_argument("--skip-headline", action="store_true", help="only the curves (and the CLI/dev proxy figures)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "relay_bench.json"))
     a = ap.parse_args()
@@ -557,8 +584,13 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_1m_start": load(),
         "reps": a.reps, "calls": a.calls, "levels": levels, "targets": {},
     }
-    report["cli"] = {"help_s": cli_time(["--help"]), "help_topic_s": cli_time(["help", "doctor"]), "load_1m": load()}
-    report["dev_proxy_rss_mb"] = dev_proxy_rss(a.idle_wait)
+    curves = set() if a.skip_curves or a.curves == "none" else set(a.curves.split(","))
+    if not curves <= {"size", "concurrency", "in-flight"}:
+        ap.error(f"--curves: unknown {sorted(curves - {'size', 'concurrency', 'in-flight'})}")
+    if not a.skip_cli:
+        report["cli"] = {"help_s": cli_time(["--help"]), "help_topic_s": cli_time(["help", "doctor"]),
+                         "load_1m": load()}
+        report["dev_proxy_rss_mb"] = dev_proxy_rss(a.idle_wait)
     for target in targets:
         runs = []
         for i in range(a.reps):
@@ -567,9 +599,13 @@ def main() -> None:
         report["targets"][target] = {k: statistics.median(r[k] for r in runs) for k in runs[0]
                                      if isinstance(runs[0][k], (int, float))}
         report["targets"][target]["load_1m_each"] = [r["load_1m"] for r in runs]
-    if not a.skip_curves:
-        print(f"[curves] lean upstream (load {load()})", file=sys.stderr)
-        report["curves"] = curves_once(max(100, a.calls // 2))
+    if curves:
+        runs = []
+        # The headline's repetitions, or the curves' own when they run alone.
+        for i in range(1 if targets else a.reps):
+            print(f"[curves] lean upstream, run {i + 1} (load {load()})", file=sys.stderr)
+            runs.append(curves_once(max(100, a.calls // 2), curves))
+        report["curves"] = median_curves(runs)
     report["load_1m_end"] = load()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -578,30 +614,36 @@ def main() -> None:
 
 
 def print_report(report: dict[str, Any], targets: list[str], levels: list[int]) -> None:
-    cli = report["cli"]
     print(f"machine: {report['machine']['cores']} cores, Python {report['machine']['python']}; medians of "
           f"{report['reps']}; load 1m {report['load_1m_start']} at start, {report['load_1m_end']} at end")
-    print(f"--help {cli['help_s'] * 1000:.0f} ms, help doctor {cli['help_topic_s'] * 1000:.0f} ms; "
-          f"dev proxy idle RSS {report['dev_proxy_rss_mb']:.1f} MB")
+    cli = report.get("cli")
+    if cli:
+        print(f"--help {cli['help_s'] * 1000:.0f} ms, help doctor {cli['help_topic_s'] * 1000:.0f} ms; "
+              f"dev proxy idle RSS {report['dev_proxy_rss_mb']:.1f} MB")
     keys = ["p50_direct_ms", "p50_relay_ms", "overhead_p50_ms", "p99_direct_ms", "p99_relay_ms",
             "relay_cpu_s_per_1000_c1", "service_cpu_s_per_1000_c1"]
     keys += [f"{k}_c{lv}" for lv in levels for k in ("tput_direct", "tput_relay", "tput_ratio", "p99_relay_ms",
                                                       "relay_cpu_s_per_1000", "service_cpu_s_per_1000")]
     keys += ["rss_idle_mb", "rss_peak_mb", "start_to_ready_s", "load_1m"]
-    print(f"{'metric':<30}" + "".join(f"{t:>12}" for t in targets))
-    for k in keys:
-        print(f"{k:<30}" + "".join(f"{report['targets'][t].get(k, float('nan')):>12.3f}" for t in targets))
+    if targets:
+        print(f"{'metric':<30}" + "".join(f"{t:>12}" for t in targets))
+        for k in keys:
+            print(f"{k:<30}" + "".join(f"{report['targets'][t].get(k, float('nan')):>12.3f}" for t in targets))
     curves = report.get("curves")
-    if curves:
-        print("response size (c1)        relay p50  direct p50  relay CPU ms/call")
+    if curves and curves["size"]:
+        print("response size (c1)        relay p50  direct p50  relay CPU ms/call  load 1m")
         for r in curves["size"]:
             print(f"  {r['bytes']:>8} {r['mode']:<5}       {r['p50_relay_ms']:8.2f}  {r['p50_direct_ms']:9.2f}  "
-                  f"{r['relay_cpu_ms_per_call']:8.3f}")
+                  f"{r['relay_cpu_ms_per_call']:12.3f}  {r['load_1m']:8.2f}")
+        print("relay CPU per MiB of answer (slope from 1 MiB to 4 MiB): "
+              f"JSON {cpu_per_mib(curves['size'], 'json'):.2f} ms, SSE {cpu_per_mib(curves['size'], 'sse'):.2f} ms")
+    if curves and curves["concurrency"]:
         print("concurrency   relay/s  direct/s  p50 ms  p99 ms  relay CPU ms/call  service CPU ms/call  RSS MB")
         for r in curves["concurrency"]:
             print(f"  {r['concurrency']:>5} {r['tput_relay']:9.0f} {r['tput_direct']:9.0f} {r['p50_relay_ms']:7.2f} "
                   f"{r['p99_relay_ms']:7.2f} {r['relay_cpu_ms_per_call']:12.3f} {r['service_cpu_ms_per_call']:16.3f}"
                   f" {r['rss_mb']:9.1f}")
+    if curves and curves["in_flight"]:
         print("commands in flight -> relay RSS MB: " + ", ".join(
             f"{r['commands']}: {r['rss_mb']:.1f}" for r in curves["in_flight"]))
 

@@ -5,6 +5,7 @@ caller --HTTP--> front door /v1/mcp/<tunnel> --poll/response--> tunnel-client --
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -14,7 +15,14 @@ import pytest
 from mcp import Client
 
 from tests.support import frontdoor as fd
-from tests.support.odd_app import ODD_SESSION, PRESERVED_ERROR, UNAVAILABLE_BODY, WWW_AUTHENTICATE
+from tests.support.odd_app import (
+    ODD_NOTE_LINES,
+    ODD_SESSION,
+    PRESERVED_ERROR,
+    UNAVAILABLE_BODY,
+    WWW_AUTHENTICATE,
+    odd_result,
+)
 from tests.support.targets import MCPTarget, OddTarget
 from tests.support.tunnel import ClientRun, TunnelService
 from tunnel_core.wire.prmd import prmd_url
@@ -207,6 +215,28 @@ async def test_target_http_error_without_jsonrpc_body_becomes_synthesized_failur
     # No raw target body, URL or address in the envelope.
     assert UNAVAILABLE_BODY not in resp.text
     assert str(odd_target.server.port) not in resp.text
+
+
+@pytest.mark.parametrize("method", ["odd/raw_json", "odd/raw_sse"])
+async def test_the_servers_json_bytes_are_posted_unchanged(
+    method: str, relay: ClientRun, tunnel_service: TunnelService, odd_url: str
+) -> None:
+    # The relay checks each message (valid JSON, the answer to this id) but posts the server's own
+    # bytes: key order, whitespace, escapes and numbers no double holds all survive.
+    rpc_id = f"bytes-{secrets.token_hex(4)}"
+    async with fd.http_client() as client:
+        with anyio.fail_after(WAIT):
+            resp, msgs = await fd.post(client, odd_url, fd.request(method, rpc_id=rpc_id))
+    assert resp.status_code == 200
+    assert msgs[-1] == json.loads(odd_result(rpc_id))  # the caller gets the same value
+    bodies = [bytes(r.body) for r in tunnel_service.posted_responses(relay.tunnel_id) if rpc_id.encode() in r.body]
+    [final] = bodies
+    assert final.endswith(b',"resp_json":' + odd_result(rpc_id) + b"}")
+    if method == "odd/raw_sse":
+        note = b"\n".join(ODD_NOTE_LINES)
+        assert msgs[0] == json.loads(note)
+        [notified] = [bytes(r.body) for r in tunnel_service.posted_responses(relay.tunnel_id) if note in r.body]
+        assert notified.endswith(b',"resp_json":' + note + b"}") and b'"resp_type":"jsonrpc_notify"' in notified
 
 
 async def test_unreachable_target_yields_connect_failure_502(

@@ -19,6 +19,16 @@ ODD_SESSION = "odd-session-1"
 UNAVAILABLE_BODY = "maintenance: db-7.internal.example is down (trace 8d1f)"
 PRESERVED_ERROR = {"code": -32001, "message": "Unauthorized: token expired", "data": {"hint": "sign in again"}}
 WWW_AUTHENTICATE = 'Bearer resource_metadata="http://127.0.0.1/.well-known/oauth-protected-resource/mcp"'
+# A result as no JSON encoder would write it: odd whitespace, keys out of order, escaped and raw
+# non-ASCII text, a surrogate pair, numbers beyond a double. ``ID`` is replaced by the request's id.
+ODD_RESULT = (b'{ "result" : {"z":1, "a":[1.0000000000000000001, 123456789012345678901234567890, 1e400, -0.0],'
+              b'\n  "s":"caf\\u00e9 \xc3\xa9 \\ud83d\\ude00 \\"q\\" \\/"},\t"id":ID,  "jsonrpc":"2.0" }')
+# A notification split over two data lines (the relay joins them with LF, as SSE says).
+ODD_NOTE_LINES = (b'{"method":"notifications/message",', b' "params":{"data":"\\u2713 d\xc3\xa9j\xc3\xa0","level":"info"}, "jsonrpc":"2.0"}')
+
+
+def odd_result(rpc_id: Any) -> bytes:
+    return ODD_RESULT.replace(b"ID", json.dumps(rpc_id).encode())
 
 
 @dataclass(slots=True)
@@ -82,6 +92,13 @@ def build_odd_app(state: OddState) -> Starlette:
         if method == "odd/sse_then_eof":
             note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}
             return StreamingResponse(iter([_sse(note)]), media_type="text/event-stream")
+        if method == "odd/raw_json":
+            return Response(odd_result(rpc_id), media_type="application/json")
+        if method == "odd/raw_sse":  # CRLF line ends, as some servers write them
+            note = b"data: " + ODD_NOTE_LINES[0] + b"\r\ndata: " + ODD_NOTE_LINES[1] + b"\r\n\r\n"
+            lines = odd_result(rpc_id).split(b"\n")  # its line break becomes a second data line
+            final = b"event: message\r\n" + b"".join(b"data: " + line + b"\r\n" for line in lines) + b"\r\n"
+            return StreamingResponse(iter([note, final]), media_type="text/event-stream")
         if method == "odd/wrong_id":
             return JSONResponse({"jsonrpc": "2.0", "id": "someone-else", "result": {}})
         return JSONResponse({"jsonrpc": "2.0", "id": rpc_id, "error": {"code": -32601, "message": "Method not found"}},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -306,7 +307,7 @@ async def test_bodies_larger_than_the_read_buffer_arrive_whole(serve: object) ->
     assert server.connections == 1 and server.requests[0].endswith(big)
 
 
-async def _events(chunks: list[bytes]) -> list[tuple[str, str]]:
+async def _events(chunks: list[bytes]) -> list[tuple[str, bytes]]:
     from tunnel_core.targets.http import iter_sse
 
     async def gen() -> AsyncIterator[bytes]:
@@ -318,7 +319,7 @@ async def _events(chunks: list[bytes]) -> list[tuple[str, str]]:
 
 async def test_sse_events_split_anywhere_across_chunks_decode_the_same() -> None:
     stream = b"event: message\r\ndata: {\"a\":1}\r\n\r\n: ping\r\n\r\ndata: line1\r\ndata: line2\r\n\r\n"
-    expected = [("message", '{"a":1}'), ("", "line1\nline2")]
+    expected = [("message", b'{"a":1}'), ("", b"line1\nline2")]
     assert await _events([stream]) == expected
     for cut in range(1, len(stream)):  # every split point, CRLF halves included
         assert await _events([stream[:cut], stream[cut:]]) == expected, cut
@@ -328,4 +329,77 @@ async def test_sse_events_split_anywhere_across_chunks_decode_the_same() -> None
 async def test_a_multi_megabyte_sse_event_in_many_chunks_is_one_event() -> None:
     payload = b"x" * (4 * 1024 * 1024)
     chunks = [b"data: "] + [payload[i:i + 4096] for i in range(0, len(payload), 4096)] + [b"\n", b"\n"]
-    assert await _events(chunks) == [("", payload.decode())]
+    assert await _events(chunks) == [("", payload)]
+
+
+async def test_an_sse_event_larger_than_its_bound_is_refused_before_it_ends() -> None:
+    from tunnel_core.targets.failures import TargetFailure
+    from tunnel_core.targets.http import iter_sse
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield b"data: "
+        while True:
+            yield b"x" * 4096
+
+    with pytest.raises(TargetFailure) as caught:
+        async for _ in iter_sse(endless(), max_event=64 * 1024):
+            pass
+    assert (caught.value.source, caught.value.kind) == ("protocol", "response_body_too_large")
+
+
+@pytest.mark.parametrize(
+    ("data", "splice"),
+    [
+        (b'{"a": 1}', True),
+        (b'\xef\xbb\xbf{"a": 1}', True),  # a UTF-8 BOM is dropped, the rest kept as is
+        ('{"a": "\u00e9"}'.encode("utf-16"), False),  # JSON in UTF-16: decoded as json.loads does, re-encoded
+    ],
+)
+def test_parse_message_keeps_utf8_bytes_for_splicing(data: bytes, splice: bool) -> None:
+    from tunnel_core.targets.http import parse_message
+
+    value, raw = parse_message(data)
+    assert value in ({"a": 1}, {"a": "\u00e9"})
+    assert (raw is not None) == splice
+    if raw is not None:
+        assert json.loads(raw) == value and data.endswith(raw)
+
+
+def test_an_sse_event_that_is_not_utf8_is_read_leniently_as_before() -> None:
+    from tunnel_core.targets.http import parse_message
+
+    assert parse_message(b'{"a": "\xff"}', lenient=True) == ({"a": "\ufffd"}, None)
+    with pytest.raises(ValueError):
+        parse_message(b'{"a": "\xff"}')
+
+
+def _reference_sse(stream: bytes) -> list[tuple[str, bytes]]:
+    """The events of a whole stream, read line by line as the SSE specification says (no chunks)."""
+    out: list[tuple[str, bytes]] = []
+    event, data = "", []
+    text = stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    for line in text.split(b"\n")[:-1]:  # the last piece has no line end yet
+        if not line:
+            if data or event:
+                out.append((event, b"\n".join(data)))
+            event, data = "", []
+        elif line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line.startswith(b"event:"):
+            event = line[6:].strip().decode()
+    return out
+
+
+async def test_sse_events_match_a_line_by_line_reading_for_any_chunking() -> None:
+    import random
+
+    rnd = random.Random(17)
+    lines = [b"data: {\"a\": 1}", b"data:{}", b"data: ", b"data:", b"event: message", b"event: ping", b": comment",
+             b"data: " + b"x" * 3000, b"id: 4", b"retry: 10", b"", b"", b"data: two\ndata: lines"]
+    ends = [b"\n", b"\r\n", b"\r"]
+    for _ in range(200):
+        stream = b"".join(rnd.choice(lines) + rnd.choice(ends) for _ in range(rnd.randint(1, 12)))
+        stream += b"\n\n"
+        cuts = sorted(rnd.sample(range(1, len(stream)), min(len(stream) - 1, rnd.randint(0, 8))))
+        chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        assert await _events(chunks) == _reference_sse(stream), (stream, cuts)

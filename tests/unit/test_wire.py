@@ -276,3 +276,21 @@ def test_server_info_header_is_version_1_and_omits_false_affinity() -> None:
     header = info.header()
     assert json.loads(header) == {"version": 1, "channels": [{"name": "main"}, {"name": "cli", "proc_affinity": True}]}
     assert len(header.encode()) <= 4096
+
+
+ODD_JSON = (b'{ "result" : {"z":1, "a":[1.0000000000000000001, 123456789012345678901234567890, 1e400],'
+            b' "s":"caf\\u00e9 \xc3\xa9 \\ud83d\\ude00 \\"q\\""},\n\t"id":7,"jsonrpc":"2.0" }')
+
+
+def test_spliced_payload_carries_the_servers_bytes_and_is_the_same_json() -> None:
+    payload = ResponsePayload(request_id="r", channel="tools", resp_json=json.loads(ODD_JSON),
+                              resp_headers=JSON_HEADERS, resp_code=200, resp_raw=ODD_JSON)
+    body = payload.encode()
+    assert body.endswith(b',"resp_json":' + ODD_JSON + b"}")
+    assert json.loads(body) == {**payload.wire(), "resp_json": json.loads(ODD_JSON)}
+    assert not schema_errors("TunnelResponsePayload", json.loads(body))
+
+
+def test_a_payload_without_raw_bytes_is_encoded_as_before() -> None:
+    payload = ResponsePayload(request_id="r", resp_json={"jsonrpc": "2.0", "id": 1, "result": {"t": "é"}})
+    assert payload.encode() == json.dumps(payload.wire(), separators=(",", ":"), ensure_ascii=False).encode()

@@ -199,9 +199,8 @@ class ControlPlaneClient:
         extra = [("Content-Type", "application/json"), ("X-Tunnel-Shard-Token", shard_token)]
         if client_request_id:
             extra.append(("X-Client-Request-Id", client_request_id))
-        body = json.dumps(payload.wire(), separators=(",", ":"), ensure_ascii=False).encode()
         resp = await self._http.request(
-            "POST", f"{self._root}/response", content=body, headers=self._headers(*extra), timeout=timeout
+            "POST", f"{self._root}/response", content=payload.encode(), headers=self._headers(*extra), timeout=timeout
         )
         if resp.status != 200:
             raise error_from_response(resp.status, _lower(resp.header_items()), resp.body)

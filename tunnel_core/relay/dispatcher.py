@@ -277,6 +277,7 @@ class Dispatcher:
             resp_headers=reply.headers or None,
             resp_code=reply.code,
             resp_type=reply.resp_type,
+            resp_raw=reply.raw,
         )
 
     def _unsupported(self, cmd: PolledCommand) -> Reply:

@@ -21,6 +21,7 @@ class Reply:
     code: int
     body: dict[str, Any] | None = None
     headers: HeaderMap = field(default_factory=dict)
+    raw: bytes | None = None  # ``body`` as the MCP server wrote it (UTF-8 JSON): posted as is, not re-encoded
 
 
 # Posts one intermediate notification; returns False once delivery has failed, after

@@ -34,6 +34,10 @@ FailureSource = Literal[
 ]
 
 
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 # ------------------------------------------------------------------------------- polled commands
 
 
@@ -169,6 +173,15 @@ class ResponsePayload:
     resp_headers: HeaderMap | None = None
     resp_code: int = 200
     resp_type: RespType | Literal["oauth_discovery_response"] = "jsonrpc_response"
+    resp_raw: bytes | None = None  # resp_json's own JSON text, when the relay has it: spliced in as is
+
+    def encode(self) -> bytes:
+        """The POST body. ``resp_raw`` goes in byte for byte (last): the payload is forwarded, not re-encoded."""
+        wire = self.wire()
+        if self.resp_raw is None or "resp_json" not in wire:
+            return _dumps(wire)
+        del wire["resp_json"]
+        return b"".join((_dumps(wire)[:-1], b',"resp_json":', self.resp_raw, b"}"))
 
     def wire(self) -> dict[str, Any]:
         """The JSON object sent to the control plane (empty parts omitted, as the reference does)."""
