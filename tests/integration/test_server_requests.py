@@ -512,7 +512,9 @@ def test_answer_posted_to_another_instance_reaches_the_call_held_by_the_first(
 
         status, received = anyio.run(scenario)
         assert status == 200 and answers == [202]
-        assert [m.get("method") for m in received[:-1]] == ["elicitation/create"]
+        # Over stdio a notification the child sends on its own (server-everything's tools/list_changed
+        # shortly after initialize) rides on the call in flight when it comes: only requests count here.
+        assert [m.get("method") for m in received[:-1] if "id" in m] == ["elicitation/create"]
         assert "- Name: Grace Hopper" in json.dumps(received[-1]["result"])
     finally:
         for run in clients:
