@@ -88,7 +88,10 @@ class _CorkedTransport:
 
 
 def _declares_length(message: Any) -> bool:
-    return any(k.lower() == b"content-length" for k, _ in message.get("headers") or ())
+    for k, _ in message.get("headers") or ():
+        if k == b"content-length" or k.lower() == b"content-length":
+            return True
+    return False
 
 
 class _Cycle(RequestResponseCycle):

@@ -287,7 +287,24 @@ class QueueBackend(Protocol):
 
 
 def poller_from_headers(instance_id: str | None, server_info: str | None) -> Poller:
-    """The Poller a poll request describes; a malformed X-Tunnel-MCP-Server-Info declares nothing."""
+    """The Poller a poll request describes; a malformed X-Tunnel-MCP-Server-Info declares nothing.
+
+    A client sends the same two headers on every poll, so the answer is remembered (at most
+    ``_MAX_POLLERS`` pairs, from authenticated polls only; ``Poller`` is immutable)."""
+    key = (instance_id, server_info)
+    known = _pollers.get(key)
+    if known is None:
+        if len(_pollers) >= _MAX_POLLERS:
+            _pollers.clear()
+        known = _pollers[key] = _poller(instance_id, server_info)
+    return known
+
+
+_MAX_POLLERS = 1024
+_pollers: dict[tuple[str | None, str | None], Poller] = {}
+
+
+def _poller(instance_id: str | None, server_info: str | None) -> Poller:
     affinity: set[str] = set()
     declared: set[str] = set()
     if server_info and len(server_info) <= 4096:
