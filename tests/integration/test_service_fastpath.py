@@ -8,6 +8,7 @@ Real uvicorn servers on 127.0.0.1:0, raw sockets as clients; every wait is cappe
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -185,3 +186,66 @@ def test_a_caller_that_left_withdraws_its_queued_command(service: tuple[RunningS
     wait_until(lambda: len(q.queued) == 1, "the call to be queued", CAP)
     s.close()
     wait_until(lambda: not q.queued and not q.pending, "the command to be withdrawn", 5.0)
+
+
+def _exchange(s: socket.socket, method: str, path: str, body: bytes = b"", headers: str = "") -> tuple[int, bytes]:
+    """One request on ``s``; (status, body)."""
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return _read_answer(s)
+
+
+def _read_answer(s: socket.socket) -> tuple[int, bytes]:
+    """(status, body) of the next answer on ``s``; a chunked body joined."""
+    data = read_head(s)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    status = int(head.split(b" ", 2)[1])
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")[1:])}
+    if b"content-length" in fields:
+        n = int(fields[b"content-length"])
+        while len(rest) < n:
+            rest += s.recv(65536)
+        return status, rest[:n]
+    if fields.get(b"transfer-encoding") == b"chunked":
+        while not rest.endswith(b"0\r\n\r\n"):
+            rest += s.recv(65536)
+        out = b""
+        while True:
+            size_line, rest = rest.split(b"\r\n", 1)
+            size = int(size_line, 16)
+            if size == 0:
+                return status, out
+            out, rest = out + rest[:size], rest[size + 2:]
+    return status, b""
+
+
+@pytest.mark.parametrize("sse", [False, True])
+def test_the_caller_gets_the_answer_bytes_the_client_sent(service: tuple[RunningServer, Broker], runtime_key: str,
+                                                          sse: bool) -> None:
+    server, _ = service
+    auth = f"Authorization: Bearer {runtime_key}\r\n"
+    final = '{ "jsonrpc": "2.0", "id": 7, "result": {"text": "\u00e9t\u00e9 \\u00e9", "n": 1.50} }'
+    note = '{"jsonrpc": "2.0",\n "method": "notifications/progress", "params": {"progress": 1}}'
+    accept = "text/event-stream, application/json" if sse else "application/json"
+    caller, client = connect(server), connect(server)
+    try:
+        call = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}'
+        caller.sendall(f"POST /v1/mcp/{TUNNEL} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nContent-Type: "
+                       f"application/json\r\nContent-Length: {len(call)}\r\n\r\n".encode() + call)
+        _, polled = _exchange(client, "GET", f"/v1/tunnels/{TUNNEL}/poll?timeout_ms=5000", headers=auth)
+        (cmd,) = json.loads(polled)["commands"]
+        shard = f"X-Tunnel-Shard-Token: {cmd['shard_token']}\r\nContent-Type: application/json\r\n"
+        for resp_type, text in ([("jsonrpc_notify", note)] if sse else []) + [("jsonrpc_response", final)]:
+            body = (f'{{"request_id": "{cmd["request_id"]}", "resp_json": {text}, "resp_code": 200, '
+                    f'"resp_type": "{resp_type}"}}').encode()
+            assert _exchange(client, "POST", f"/v1/tunnels/{TUNNEL}/response", body, auth + shard)[0] == 200
+        status, answer = _read_answer(caller)
+    finally:
+        caller.close()
+        client.close()
+    assert status == 200
+    if not sse:
+        assert answer == final.encode()  # the client's bytes, not a re-encoding
+    else:
+        compact_note = json.dumps(json.loads(note), separators=(",", ":")).encode()
+        assert answer == b"event: message\ndata: " + compact_note + b"\n\nevent: message\ndata: " + \
+            final.encode() + b"\n\n"  # a line break would end an SSE data line: that one is re-encoded

@@ -209,3 +209,17 @@ async def test_redis_down_answers_503_and_readiness_reports_it(tmp_path: Any) ->
     assert (down.value.status, down.value.code) == (503, "tunnel_transport_unavailable")
     assert poll_down.value.status == 503
     assert cmd["request_id"] == p.request_id
+
+
+async def test_an_answer_crossing_instances_keeps_the_bytes_the_client_sent(url: str) -> None:
+    from tunnel_core.devservice.jsonbody import JSONText
+
+    text = '{ "jsonrpc" : "2.0", "id": 1, "result": {"t": "é\\u00e9", "n": 1.50} }'
+    async with two(url) as (a, b):
+        p = await a.submit(T, rpc())
+        (cmd,) = await b.poll(T, 5, WAIT, None, poller=CLIENT)
+        sent = answer(cmd, body=JSONText(json.loads(text), text))
+        await b.respond(T, cmd["shard_token"], sent)
+        with anyio.fail_after(WAIT):
+            (got,) = [m["resp_json"] async for m in p.receive]
+    assert isinstance(got, JSONText) and got.text == text and got == json.loads(text)

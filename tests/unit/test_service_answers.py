@@ -120,3 +120,43 @@ def test_the_fast_check_covers_what_the_relay_sends() -> None:
     sent = ResponsePayload(request_id="req_1", channel="main", resp_json={"jsonrpc": "2.0", "id": 1, "result": {}},
                            resp_headers={"Content-Type": ["application/json"]}, resp_code=200).wire()
     assert plainly_valid(sent)
+
+
+BODIES_TO_PARSE: list[bytes] = [
+    b'{"request_id":"r","resp_json":{"jsonrpc":"2.0","id":1,"result":{}}}',
+    b' { "resp_json" : { "a" : [1, 2.50, "\\u00e9", null] } , "x" : true } ',
+    "{\"resp_json\":{\"t\":\"é\"}}".encode(),
+    "{\"resp_json\":{\"t\":\"é\"}}".encode("utf-16"),
+    b'\xef\xbb\xbf{"resp_json":{}}',
+    b'{"resp_json":{"a":1},"resp_json":{"b":2}}',
+    b'{"re\\u0073p_json":{"a":1}}',
+    b'{"resp_json":[1]}', b'{"resp_json":"x"}', b'{"resp_json":NaN}', b"[1, 2]", b'"x"', b"1", b"{}", b"{ }",
+    b'{"a":1,}', b'{"a" 1}', b'{"a":1 "b":2}', b'{"a":1}x', b'{"a":}', b'{"a":1', b'{"\x01":1}', b"",
+    b'{"a":"\x01"}', b"{'a':1}", b'{"a":1}}', b"[" * 100_000 + b"]" * 100_000,
+]
+
+
+@pytest.mark.parametrize("body", BODIES_TO_PARSE, ids=range(len(BODIES_TO_PARSE)))
+def test_parse_members_reads_as_json_loads_and_keeps_the_exact_text(body: bytes) -> None:
+    import json
+
+    from tunnel_core.devservice.jsonbody import dumps_keeping, loads_keeping, parse_members
+
+    try:
+        expected: Any = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        with pytest.raises(type(exc) if isinstance(exc, RecursionError) else ValueError):
+            parse_members(body, "resp_json")
+        return
+    value, text = parse_members(body, "resp_json")
+    assert value == expected or value != value  # NaN
+    if isinstance(expected, dict) and "resp_json" in expected:
+        assert text is not None and text.strip() == text
+        assert json.loads(text) == expected["resp_json"] or expected["resp_json"] != expected["resp_json"]
+        kept = loads_keeping(body, "resp_json")
+        if isinstance(expected["resp_json"], dict):
+            assert getattr(kept["resp_json"], "text", None) == text
+            again = dumps_keeping(kept, "resp_json")
+            assert json.loads(again) == expected and text in again
+    else:
+        assert text is None

@@ -93,8 +93,20 @@ def answer_status(code: int) -> int:
     return code
 
 
-def _sse(payload: dict[str, Any]) -> bytes:
-    return b"event: message\ndata: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+def json_bytes(message: Any) -> bytes:
+    """A relayed JSON-RPC message as sent to the caller: the bytes the tunnel client sent when they
+    were kept (``JSONText``), else compact JSON."""
+    text = getattr(message, "text", None)
+    if text is not None:
+        return str(text).encode("utf-8", "surrogatepass")
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def _sse(message: Any) -> bytes:
+    data = json_bytes(message)
+    if b"\n" in data or b"\r" in data:  # JSON whitespace would end the SSE data line
+        data = json.dumps(message, separators=(",", ":")).encode()
+    return b"event: message\ndata: " + data + b"\n\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +314,7 @@ class FrontDoor:
             hdrs.pop("Content-Type", None)
             return reply(status, b"", hdrs)
         hdrs["Content-Type"] = "application/json"
-        return reply(status, json.dumps(body, separators=(",", ":")).encode(), hdrs)
+        return reply(status, json_bytes(body), hdrs)
 
     def _no_answer(self, tunnel_id: str, p: Pending) -> _NoAnswer:
         """Why a caller got no answer: nobody took the command, or the client that took it stayed silent."""
@@ -341,7 +353,7 @@ class FrontDoor:
             # Nothing to stream: a single JSON answer is valid for an SSE-capable caller too.
             broker.forget(tunnel_id, p.request_id)
             hdrs["Content-Type"] = "application/json"
-            return reply(status, json.dumps(first.get("resp_json") or {}, separators=(",", ":")).encode(), hdrs)
+            return reply(status, json_bytes(first.get("resp_json") or {}), hdrs)
 
         async def stream() -> AsyncIterator[bytes]:
             last_payload: dict[str, Any] = {}

@@ -30,7 +30,7 @@ from tunnel_core.devservice.answers import (
 from tunnel_core.devservice.backends.base import poller_from_headers
 from tunnel_core.devservice.broker import Broker, DeliveryError
 from tunnel_core.devservice.credentials import Gate
-from tunnel_core.devservice.jsonbody import parse_json
+from tunnel_core.devservice.jsonbody import JSONText, parse_members
 from tunnel_core.logs import LogThrottle
 from tunnel_core.wire.models import CHANNEL_RE, TUNNEL_ID_RE, TunnelResponsePayload
 
@@ -204,12 +204,17 @@ class RuntimeRoutes:
         if len(body) > self.max_body:
             return error_reply(413, "Response body too large.", "request_body_too_large")
         try:
-            raw = parse_json(body, 0)  # the client is authenticated; only the parser's own limit applies
-        except ValueError:
-            raw = None
+            # The client is authenticated: only the parser's own nesting limit applies.
+            raw, answer_text = parse_members(body, "resp_json")
+        except (ValueError, RecursionError):
+            raw = answer_text = None
         if raw is None or not valid_payload(raw):
             return error_reply(400, "The response payload is not a valid TunnelResponsePayload.",
                                "invalid_json_payload")
+        if answer_text is not None and type(raw.get("resp_json")) is dict:
+            # The answer keeps the bytes the client sent (the MCP server's own, when the client
+            # spliced them in): the front door passes them on instead of encoding them again.
+            raw["resp_json"] = JSONText(raw["resp_json"], answer_text)
         try:
             await self.broker.respond(tunnel_id, shard, raw)
         except DeliveryError as exc:

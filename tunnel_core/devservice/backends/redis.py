@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import secrets
@@ -70,6 +69,7 @@ from tunnel_core.devservice.backends.base import (
     unknown_channel,
 )
 from tunnel_core.devservice.backends.sealing import Sealer, SealError
+from tunnel_core.devservice.jsonbody import dumps_keeping, loads_keeping
 from tunnel_core.errors import ConfigError
 
 log = logging.getLogger("tunnel_client.tunnelservice.redis")
@@ -406,7 +406,7 @@ class RedisBackend:
         terminal = resp_type != "jsonrpc_notify"
         ok = resp_type == "jsonrpc_response" and 200 <= int(payload.get("resp_code") or 200) < 300
         args = [self.prefix, tunnel_id, payload["request_id"], shard_token, owner,
-                json.dumps(payload, separators=(",", ":")), "1" if terminal else "", "1" if ok else "",
+                dumps_keeping(payload, "resp_json"), "1" if terminal else "", "1" if ok else "",
                 header(payload.get("resp_headers"), "mcp-session-id"), _ms(PIN_TTL), _ms(self.client_grace)]
         try:
             res = await self._batch.call(self._deliver, args)
@@ -499,8 +499,8 @@ class RedisBackend:
         # "tunnel\nrequest_id\nsession to inject\npayload json" (ids never hold a newline)
         try:
             tunnel_id, request_id, session, raw = data.split("\n", 3)
-            payload = json.loads(raw)
-        except ValueError as exc:
+            payload = loads_keeping(raw, "resp_json")
+        except (ValueError, RecursionError) as exc:
             log.warning("malformed routed answer dropped", extra={"error": str(exc)})
             return
         if isinstance(payload, dict):
