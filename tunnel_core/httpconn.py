@@ -94,6 +94,7 @@ class Connection(asyncio.Protocol):
         self._reading_all = False
         self._no_body = False
         self._interim = False
+        self._then: Callable[[bool], None] | None = None  # set by drain_then: the body is read and dropped
         self.counted = True  # holds one of the pool's connection slots until it is lost
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
@@ -174,7 +175,7 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
-        if self.complete:
+        if self.complete or self._then is not None:
             return
         self.chunks.append(body)
         self.buffered += len(body)
@@ -202,6 +203,7 @@ class Connection(asyncio.Protocol):
         self.status, self.raw_headers, self.head_done, self.complete = 0, [], False, False
         self._head_bytes, self._header_bytes, self._no_body, self._error, self._interim = 0, 0, head_only, None, False
         self._reading_all = False
+        self._then = None
         self.chunks.clear()
         self.buffered = 0
         if deadline is not None:
@@ -256,6 +258,11 @@ class Connection(asyncio.Protocol):
             raise self._error
 
     def _wake(self) -> None:
+        if self._then is not None:
+            if self.complete or self._error is not None:
+                then, self._then = self._then, None
+                then(self.finish())
+            return
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -266,6 +273,26 @@ class Connection(asyncio.Protocol):
             self._error = error
         self.close()
         self._wake()
+
+    def drain_then(self, done: Callable[[bool], None], budget: float) -> None:
+        """Read the rest of the body with nobody waiting for it, dropping it; then ``done(reusable)``.
+
+        For an answer whose caller has what it needs (an SSE stream's JSON-RPC response) while the
+        server has not ended the body yet: the connection returns to the pool once the body ends,
+        and is closed if it fails or has not ended within ``budget`` seconds.
+        """
+        self.chunks.clear()
+        self.buffered = 0
+        if self.complete or self._error is not None or self.closed:
+            done(self.finish())
+            return
+        self._then = done
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(budget, self._expired)
 
     def reset(self) -> None:
         """Forget the exchange without judging the connection (after a proxy's CONNECT answer)."""

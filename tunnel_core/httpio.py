@@ -27,7 +27,7 @@ import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -224,6 +224,17 @@ class StreamResponse:
         self._conn = conn
         self.status = conn.status
         self.headers = _items(conn.raw_headers)
+        self.drain_budget: float | None = None
+
+    def drain_later(self, budget: float) -> bool:
+        """Leave the rest of the body to be read and dropped after the stream is closed.
+
+        The ``stream`` block can end at once (its caller has what it needs) and the connection
+        still goes back to the pool once the server ends the body within ``budget`` seconds.
+        False where the rest must be read here (the raw HTTP log records every body byte).
+        """
+        self.drain_budget = budget
+        return True
 
     def header(self, name: str) -> str | None:
         return _find(self.headers, name)
@@ -231,7 +242,7 @@ class StreamResponse:
     def header_items(self) -> list[tuple[str, str]]:
         return self.headers
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         while (chunk := await self._conn.next_chunk()) is not None:
             yield chunk
 
@@ -246,12 +257,15 @@ class _LoggedStreamResponse(StreamResponse):
         super().__init__(conn)
         self._url = url
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
         from tunnel_core import rawhttp
 
         async for chunk in StreamResponse.aiter_bytes(self):
             rawhttp.log_body(self._url, chunk)
             yield chunk
+
+    def drain_later(self, budget: float) -> bool:
+        return False
 
     async def aread(self) -> bytes:
         from tunnel_core import rawhttp
@@ -367,20 +381,25 @@ class HTTPPool:
     ) -> AsyncIterator[StreamResponse]:
         conn = await self._send(method, url, headers, content, timeout)
         ok = False
+        resp: StreamResponse | None = None
         try:
             await conn.wait_head()
             if self._raw:
                 from tunnel_core import rawhttp
 
                 rawhttp.log_response(url, conn.status, _items(conn.raw_headers), None, streamed=True)
-                yield _LoggedStreamResponse(conn, url)
+                resp = _LoggedStreamResponse(conn, url)
             else:
-                yield StreamResponse(conn)
+                resp = StreamResponse(conn)
+            yield resp
             ok = True
         finally:
-            # A body left unread (or an error) closes the connection; a finished one goes back to the pool.
-            reusable = conn.finish() and ok
-            self._release(conn, reusable)
+            if ok and resp is not None and resp.drain_budget is not None:
+                conn.drain_then(lambda reusable: self._release(conn, reusable), resp.drain_budget)
+            else:
+                # A body left unread (or an error) closes the connection; a finished one goes back to the pool.
+                reusable = conn.finish() and ok
+                self._release(conn, reusable)
 
     async def _send(self, method: str, url: str, headers: list[tuple[str, str]], content: bytes | None,
                     timeout: float | None) -> Connection:

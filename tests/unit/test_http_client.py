@@ -24,6 +24,8 @@ from tunnel_core.httpconn import (
 )
 from tunnel_core.httpio import HTTPPool
 from tunnel_core.targets.failures import classify_exception
+from tunnel_core.targets.http import HTTPTarget
+from tunnel_core.wire.messages import JsonRpcCommand
 
 pytestmark = pytest.mark.anyio
 WAIT = 5.0
@@ -403,3 +405,113 @@ async def test_sse_events_match_a_line_by_line_reading_for_any_chunking() -> Non
         cuts = sorted(rnd.sample(range(1, len(stream)), min(len(stream) - 1, rnd.randint(0, 8))))
         chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
         assert await _events(chunks) == _reference_sse(stream), (stream, cuts)
+
+
+# ---------------------------------------------------------------- answers relayed before the stream ends
+
+SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def sse_chunk(text: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(text), text)
+
+
+def releases(pool: HTTPPool) -> asyncio.Queue[bool]:
+    """Each connection the pool takes back, as it happens: True when kept for reuse."""
+    seen: asyncio.Queue[bool] = asyncio.Queue()
+    release = pool._release
+
+    def spy(conn: object, reusable: bool) -> None:
+        release(conn, reusable)  # type: ignore[arg-type]
+        seen.put_nowait(reusable)
+
+    pool._release = spy  # type: ignore[method-assign]
+    return seen
+
+
+async def test_a_stream_left_to_drain_returns_to_the_pool_when_the_server_ends_it(serve: object) -> None:
+    end = asyncio.Event()
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(SSE_HEAD + sse_chunk(b"data: 1\n\n"))
+            await end.wait()
+            writer.write(sse_chunk(b": more\n\n") + b"0\r\n\r\n")
+            await server.read_request(reader)
+            writer.write(OK)
+            await reader.read()
+
+        return handler
+
+    server, url = await start_with(serve, make)  # type: ignore[arg-type]
+    pool = HTTPPool()
+    seen = releases(pool)
+    try:
+        async with pool.stream("POST", url + "/mcp", headers=[], content=b"{}") as resp:
+            first = await anext(resp.aiter_bytes())
+            assert resp.drain_later(WAIT)
+        assert first == b"data: 1\n\n"
+        assert seen.empty() and pool._open == 1  # still the server's: not reusable, not closed
+        end.set()
+        assert await asyncio.wait_for(seen.get(), WAIT) is True
+        assert (await pool.request("GET", url + "/", headers=[])).body == b"ok"
+    finally:
+        await pool.aclose()
+    assert server.connections == 1  # the drained connection carried the next request
+
+
+async def test_a_stream_the_server_never_ends_is_closed_after_the_drain_budget(serve: object) -> None:
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(SSE_HEAD + sse_chunk(b"data: 1\n\n"))
+            await reader.read()  # never ends the body
+
+        return handler
+
+    _, url = await start_with(serve, make)  # type: ignore[arg-type]
+    pool = HTTPPool()
+    seen = releases(pool)
+    try:
+        async with pool.stream("POST", url + "/mcp", headers=[], content=b"{}") as resp:
+            await anext(resp.aiter_bytes())
+            resp.drain_later(0.05)
+        assert await asyncio.wait_for(seen.get(), WAIT) is False
+        assert pool._open == 0 and not any(pool._idle.values())
+    finally:
+        await pool.aclose()
+
+
+async def test_an_sse_answer_is_relayed_before_the_server_ends_its_stream(serve: object) -> None:
+    """HTTPTarget.call returns on the answer's event; the stream's end comes only after it returned."""
+    end = asyncio.Event()
+    answer = b'{"jsonrpc":"2.0","id":7,"result":{"ok":true}}'
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(SSE_HEAD + sse_chunk(b"event: message\ndata: " + answer + b"\n\n"))
+            await end.wait()
+            writer.write(b"0\r\n\r\n")
+            await reader.read()
+
+        return handler
+
+    _, url = await start_with(serve, make)  # type: ignore[arg-type]
+    pool = HTTPPool()
+    seen = releases(pool)
+    target = HTTPTarget("main", url + "/mcp", pool, connection_ttl=WAIT)
+    cmd = JsonRpcCommand(request_id="r1", shard_token="s", jsonrpc={"jsonrpc": "2.0", "id": 7, "method": "ping"})
+
+    async def no_notifications(reply: object) -> bool:
+        raise AssertionError("nothing but the answer was sent")
+
+    try:
+        reply = await asyncio.wait_for(target.call(cmd, no_notifications), WAIT)
+        assert (reply.resp_type, reply.body, reply.raw) == ("jsonrpc_response", json.loads(answer), answer)
+        assert seen.empty()
+        end.set()
+        assert await asyncio.wait_for(seen.get(), WAIT) is True  # then kept for the next call
+    finally:
+        await pool.aclose()

@@ -135,7 +135,12 @@ class Dispatcher:
             log.info("response deadline expired during processing; no response posted", extra=ctx)
 
     async def _take_worker(self, call: _Call) -> None:
-        await self._workers.acquire_on_behalf_of(call)
+        # A free worker is taken without yielding: a yield here would let the poll loop send its
+        # next poll before this call's request reaches the server (on every call's critical path).
+        try:
+            self._workers.acquire_on_behalf_of_nowait(call)
+        except anyio.WouldBlock:
+            await self._workers.acquire_on_behalf_of(call)
         call.worker = True
         self._metrics.worker_occupancy.set(self._workers.borrowed_tokens)
 

@@ -18,7 +18,7 @@ import codecs
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -36,6 +36,7 @@ log = logging.getLogger("tunnel_client.mcpclient")
 MAX_ERROR_BODY = 100 * 1024
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # one JSON answer or SSE event (as for a stdio line)
 DEFAULT_ACCEPT = "application/json, text/event-stream"
+DRAIN_BUDGET = 1.0  # seconds a server has to end an SSE stream after its answer before the connection is closed
 PROBE_PROTOCOL_VERSION = "2025-06-18"
 
 
@@ -190,7 +191,8 @@ class HTTPTarget:
     ) -> Reply:
         notify_ok = True
         chunks = resp.aiter_bytes()
-        async for event, data in iter_sse(chunks):
+        events = iter_sse(chunks)
+        async for event, data in events:
             if event not in ("", "message") or not data.strip():
                 continue  # keep-alive pings and other event types carry no JSON-RPC
             try:
@@ -198,7 +200,14 @@ class HTTPTarget:
             except ValueError:
                 raise TargetFailure("protocol", "malformed_json") from None
             if _is_response_to(msg, rpc_id):
-                await _drain(chunks)
+                # The answer is relayed now, without waiting for the server to end its stream: the
+                # rest (usually just the last chunk) is read after the block, so the connection can
+                # be reused. Closing the generators here spares the loop a finalizer task for each.
+                await events.aclose()
+                if resp.drain_later(DRAIN_BUDGET):
+                    await chunks.aclose()
+                else:
+                    await _drain(chunks)
                 return Reply("jsonrpc_response", status, msg, _json_headers(headers, force=False), splice)
             if isinstance(msg, dict) and "method" in msg:
                 # A notification, or a request of the server to the caller (sampling, elicitation,
@@ -300,7 +309,7 @@ async def _read_capped(resp: StreamResponse, cap: int) -> bytes | None:
 
 
 async def iter_sse(chunks: AsyncIterator[bytes], *, max_event: int = MAX_ANSWER_BYTES,
-                   ) -> AsyncIterator[tuple[str, bytes]]:
+                   ) -> AsyncGenerator[tuple[str, bytes], None]:
     """Yield (event, data) for each server-sent event; the caller keeps ``chunks`` for draining.
 
     ``data`` is the event's data lines joined by LF, as bytes (the server's JSON text, to be
@@ -394,7 +403,7 @@ def _sse_field(line: bytes, data: list[bytes]) -> str:
     return ""
 
 
-async def _drain(chunks: AsyncIterator[bytes], budget: float = 1.0) -> None:
+async def _drain(chunks: AsyncIterator[bytes], budget: float = DRAIN_BUDGET) -> None:
     """Read what is left of a finished stream so the kept-alive connection can be reused."""
     with anyio.move_on_after(budget):
         async for _ in chunks:
