@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 
 def atomic_write(path: Path, text: str, *, mode: int = 0o600) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -23,6 +22,18 @@ def atomic_write(path: Path, text: str, *, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new private file next to ``path`` (what tempfile.mkstemp does, without importing tempfile,
+    which brings shutil, bz2, lzma and random to every ``run`` that writes its URL file)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name next to {path}")
 
 
 def write_setting_file(setting: str, path: Path, text: str, *, mode: int = 0o600) -> None:

@@ -28,7 +28,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -38,6 +38,7 @@ from anyio.streams.tls import TLSStream
 
 from tunnel_core.netconfig import control_plane_base_url, harpoon_route, proxy_route
 from tunnel_core.promtext import CollectorRegistry, Counter, GaugeMetricFamily, Histogram
+from tunnel_core.records import record
 
 if TYPE_CHECKING:
     from tunnel_core.config.settings import Settings
@@ -51,7 +52,7 @@ MAX_STATUS_LINE = 8192
 PHASE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Route:
     """One outbound route; ``proxy`` is the full proxy URL (credentials included) or "" for direct."""
 
@@ -90,7 +91,7 @@ class Route:
                 "proxy_source": self.proxy_source, "proxy_url": self.proxy_url, "proxy_id": self.proxy_id}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Check:
     timestamp: float
     success: bool
@@ -109,7 +110,7 @@ class Check:
         return out
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Status:
     route: Route
     last_check: float = 0.0

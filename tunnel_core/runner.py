@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from tunnel_core.oauth.assemble import build_oauth, startup_discovery
 from tunnel_core.opsserver.app import build_ops_app
 from tunnel_core.opsserver.context import OpsContext, iso
 from tunnel_core.proxyhealth import ProxyHealth, routes_of
+from tunnel_core.records import record
 from tunnel_core.relay.dispatcher import Dispatcher
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.poller import Poller
@@ -59,7 +59,7 @@ RAW_HTTP_WARNING = ("raw HTTP logging is on (--log.http-raw-unsafe): MCP request
                     "written to the log at debug level; known secrets are masked, other private data is not")
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class RunHandle:
     """What a caller (CLI, dev proxy, tests) can observe and control of a running relay."""
 
@@ -169,7 +169,7 @@ async def run_client(
 ) -> None:
     """Run the relay until ``handle.stop`` is set (or the task is cancelled)."""
     handle = handle or RunHandle()
-    instance_id = secrets.token_hex(16)
+    instance_id = os.urandom(16).hex()  # secrets.token_hex(16), without loading hmac/hashlib/random
     state = RuntimeState(tunnel_id=settings.tunnel_id, instance_id=instance_id)
     metrics = RelayMetrics()
     handle.state, handle.metrics = state, metrics

@@ -49,6 +49,11 @@ NEVER = {
     "tunnel_core.ops.profiles": "profiles",
     "tunnel_core.ops.samples": "init and samples",
     "agent_tools": "the agent tool server",
+    # Standard-library modules a start does not need (each was a few milliseconds of every start).
+    "tempfile": "nothing: atomic writes make their own temporary file (tempfile brings shutil, bz2 and lzma)",
+    "email": "a Retry-After given as an HTTP date (rare)",
+    "secrets": "nothing: the instance id is os.urandom (secrets brings hmac and hashlib)",
+    "http": "the reason phrase of an HTTP error answer (HTTPStatus, when one is synthesized)",
 }
 
 # Runs the CLI in-process and writes the loaded module names when the process exits.

@@ -14,13 +14,14 @@ import os
 import re
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from tunnel_core.config.refs import ENV_NAME_RE, is_reference, resolve_ref
 from tunnel_core.config.specs import SPEC_BY_KEY, Spec
 from tunnel_core.errors import ConfigError
+from tunnel_core.records import record
 
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 HARPOON_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -56,7 +57,7 @@ def setting_names(spec: Spec) -> str:
     return " / ".join(p for p in (spec.flag, spec.env, spec.key) if p)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class NetworkSettings:
     """Outbound networking; every proxy here is a resolved URL ("" = not set)."""
 
@@ -86,7 +87,7 @@ class NetworkSettings:
         return "", "env" if self.env_proxies.get("http") or self.env_proxies.get("https") else "direct"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class HarpoonTargetSpec:
     label: str
     url: str
@@ -94,7 +95,7 @@ class HarpoonTargetSpec:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class HarpoonSettings:
     targets: tuple[HarpoonTargetSpec, ...] = ()
     allow_plaintext_http: bool = False

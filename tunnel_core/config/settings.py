@@ -10,7 +10,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -36,6 +36,7 @@ from tunnel_core.config.network import (
 from tunnel_core.config.refs import is_reference, resolve_api_key
 from tunnel_core.config.specs import API_KEY_ENV_FALLBACKS, SPEC_BY_KEY, SPECS, Spec
 from tunnel_core.errors import ConfigError
+from tunnel_core.records import record
 from tunnel_core.wire.messages import CHANNEL_RE, MAIN_CHANNEL, TUNNEL_ID_RE
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Binding:
     """One MCP target bound to a channel: ``kind`` is "http" (url) or "stdio" (argv)."""
 
@@ -68,7 +69,7 @@ class Binding:
         return self.url if self.kind == "http" else self.command
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Settings:
     base_url: str
     url_path: str
@@ -114,7 +115,7 @@ class Settings:
 
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Sources:
     flags: Mapping[str, Any]
     env: Mapping[str, str]
@@ -508,7 +509,7 @@ def parse_listen_addr(value: str, *, what: str, empty_host: str = "127.0.0.1") -
     return host, num
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ConfigSelection:
     path: Path | None
     source: str

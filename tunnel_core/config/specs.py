@@ -6,11 +6,12 @@ profiles keep working. The table drives the argparse flags, env lookup and YAML 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from tunnel_core.records import record
 
-@dataclass(frozen=True, slots=True)
+
+@record(frozen=True, slots=True)
 class Spec:
     key: str  # YAML dotted path; also the internal name
     flag: str

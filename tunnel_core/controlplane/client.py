@@ -8,7 +8,6 @@ the current ``X-Tunnel-MCP-Server-Info`` value, plus the operator's ``--control-
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import time
@@ -81,6 +80,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     value = value.strip()
     if value.isdigit():
         return min(float(value), RETRY_AFTER_CAP)
+    import email.utils  # an HTTP-date here is rare: not loaded (with datetime, calendar) at every start
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

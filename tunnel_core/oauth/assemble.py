@@ -9,7 +9,6 @@ whose first target makes the ``harpoon`` channel routable.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import anyio
 
@@ -19,6 +18,7 @@ from tunnel_core.netconfig import TLSContexts, harpoon_pool
 from tunnel_core.oauth.discovery import Discoverer, DiscoveryResult, discovered_urls
 from tunnel_core.oauth.service import OAuthDiscovery
 from tunnel_core.oauth.state import DiscoveryState
+from tunnel_core.records import record
 from tunnel_core.relay.state import RuntimeState
 from tunnel_core.targets.base import Target
 from tunnel_core.targets.harpoon import HarpoonServer
@@ -30,7 +30,7 @@ from tunnel_core.wire.messages import MAIN_CHANNEL
 PROBE_SETTLE_SLACK = 3.0
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class OAuthParts:
     discovery: OAuthDiscovery
     harpoon: HarpoonServer | None

@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -33,6 +33,7 @@ import anyio
 
 from tunnel_core import USER_AGENT
 from tunnel_core.httpio import HTTPPool, NetworkErrors, origin_of
+from tunnel_core.records import record
 from tunnel_core.targets.headers import StaticHeaders
 from tunnel_core.wire.challenge import require_absolute, resource_metadata_url
 
@@ -60,7 +61,7 @@ class DiscoveryError(Exception):
         self.timeout = timeout
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Attempt:
     url: str
     source: str  # www_authenticate | well_known_path | well_known_root
@@ -70,7 +71,7 @@ class Attempt:
     selected: bool = False
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class ASMAttempt:
     url: str
     document: str
@@ -85,7 +86,7 @@ class ASMAttempt:
     metadata_issuer: str = ""
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class AuthServerMetadata:
     issuer_url: str
     selected_url: str = ""
@@ -98,14 +99,14 @@ class AuthServerMetadata:
         return any(a.selected and a.issuer_mismatch for a in self.attempts)
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class ProbeStatus:
     attempted: bool = False
     url: str = ""
     error: str = ""
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class DiscoveryResult:
     """Everything one discovery run learned; ``ok`` means a PRMD was selected."""
 
@@ -242,7 +243,7 @@ def asm_candidates(issuer_url: str) -> list[tuple[str, str, str]]:
 # ---- HTTP helpers -------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Fetched:
     status: int
     headers: list[tuple[str, str]]
@@ -514,7 +515,7 @@ def validate_prmd(body: bytes) -> dict[str, Any]:
 # ---- URLs published for Harpoon auto-registration -------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class DiscoveredURL:
     """One URL learned by discovery, with its role; ``disallow_private`` marks off-origin records."""
 

@@ -9,13 +9,14 @@ publishes its metadata after startup makes the relay ready without a restart.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from tunnel_core.oauth.discovery import DiscoveryResult
+from tunnel_core.records import record
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class DiscoveryState:
     enabled: bool = False  # an HTTP main channel exists and is polled
     pending: bool = False

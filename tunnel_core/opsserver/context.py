@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from tunnel_core.logs import LogBuffer
+from tunnel_core.records import record
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.state import RuntimeState
 from tunnel_core.relay.traffic import TrafficRecorder
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 OAuthStatusProvider = Callable[[], Mapping[str, Any] | None]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class OpsContext:
     """What the operator listener shows. Only ``state``, ``metrics`` and ``status`` are required."""
 

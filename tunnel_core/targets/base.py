@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, Protocol
 
+from tunnel_core.records import record
 from tunnel_core.wire.messages import HeaderMap, JsonRpcCommand, SessionTerminationCommand
 
 ReplyType = Literal[
@@ -13,7 +14,7 @@ ReplyType = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Reply:
     """One message back to the control plane: a notification or the terminal answer."""
 
@@ -31,7 +32,7 @@ Emit = Callable[[Reply], Awaitable[bool]]
 ProbeStatus = Literal["pending", "ok", "auth-required", "timeout", "failed"]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ProbeResult:
     status: ProbeStatus
     error: str = ""

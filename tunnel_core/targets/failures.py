@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
-from dataclasses import dataclass
 from typing import Any
 
 from tunnel_core.httpconn import (
@@ -23,11 +22,12 @@ from tunnel_core.httpconn import (
     ServerDisconnected,
     TLSError,
 )
+from tunnel_core.records import record
 from tunnel_core.wire.messages import FailureSource, HeaderMap, TunnelFailure
 from tunnel_core.wire.status import status_text
 
 
-@dataclass
+@record
 class TargetFailure(Exception):
     """A classified failure to get a usable answer from a target."""
 

@@ -28,7 +28,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -37,6 +36,7 @@ import anyio
 from tunnel_core import USER_AGENT, __version__
 from tunnel_core.config.network import HarpoonSettings
 from tunnel_core.httpio import HTTPPool, NetworkErrors
+from tunnel_core.records import record
 from tunnel_core.targets.base import Emit, ProbeResult, Reply, Target
 from tunnel_core.targets.harpoon_calls import UNKNOWN_LABEL, CallBuffer, CallRecord, HarpoonMetrics, captured
 from tunnel_core.targets.harpoon_registry import LABEL_RE, HarpoonTarget, Registry
@@ -85,7 +85,7 @@ def _invalid(message: str) -> ToolError:
     return ToolError(message, "invalid_input")
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Attempt:
     """What one call_target attempt did, filled in as it goes (becomes a CallRecord)."""
 

@@ -23,10 +23,10 @@ import base64
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from tunnel_core.promtext import CollectorRegistry, Counter, Histogram
+from tunnel_core.records import record
 
 CALL_BUFFER_SIZE = 100
 CAPTURE_CAP = 32 * 1024
@@ -35,7 +35,7 @@ LATENCY_MS_BUCKETS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 300
 SIZE_BUCKETS = (0, 256, 1024, 4096, 16384, 65536, 102400)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class CallRecord:
     timestamp: float
     label: str

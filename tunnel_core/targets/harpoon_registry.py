@@ -19,13 +19,14 @@ import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
 
 from tunnel_core.config.network import HarpoonSettings
 from tunnel_core.httpio import origin_of
 from tunnel_core.oauth.discovery import DiscoveredURL
+from tunnel_core.records import record
 
 log = logging.getLogger("tunnel_client.harpoon")
 
@@ -34,7 +35,7 @@ REGISTRATION_SCOPE = "oauth-protected-resource-host"
 _PRIVATE_NETS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class HarpoonTarget:
     label: str
     url: str
@@ -55,7 +56,7 @@ class HarpoonTarget:
                 "source": self.source, "tags": list(self.tags), "allowed_methods": ["GET", "POST", "PUT"]}
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class HostClassifier:
     """Decides whether a host counts as private for OAuth auto-registration."""
 
@@ -137,7 +138,7 @@ def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower().rstrip(".")
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _ResourcePolicy:
     """Hosts and exact origins of the trusted PRMD resource/source records of one bundle."""
 
@@ -192,23 +193,23 @@ def register_discovered(registry: Registry, records: list[DiscoveredURL], classi
     """Register the allowed records of one discovery bundle; returns the new labels."""
     policy = _ResourcePolicy.of(records)
     added: list[str] = []
-    for record in records:
-        allowed, reason = should_register(record, classifier, policy)
-        fields = {"url": record.url, "role": record.role, "inclusion_reason": reason}
+    for found in records:
+        allowed, reason = should_register(found, classifier, policy)
+        fields = {"url": found.url, "role": found.role, "inclusion_reason": reason}
         if not allowed:
             log.info("harpoon host auto-registration skipped", extra=fields)
             continue
-        if any(t.url == record.url and t.role == record.role for t in registry):
+        if any(t.url == found.url and t.role == found.role for t in registry):
             continue
-        base = f"oauth-{record.role}-{record.index}"
+        base = f"oauth-{found.role}-{found.index}"
         label = base
         n = 0
         while registry.lookup(label) is not None:
             n += 1
             label = f"{base[: 63 - len(str(n))]}-{n}"
-        tags = [f"role={record.role}"] + ([f"group={record.group}"] if record.group else [])
-        target = HarpoonTarget(label, record.url, record.description, "oauth", "oauth", tuple(tags), reason,
-                               unix_socket_for(record.url) if unix_socket_for else "")
+        tags = [f"role={found.role}"] + ([f"group={found.group}"] if found.group else [])
+        target = HarpoonTarget(label, found.url, found.description, "oauth", "oauth", tuple(tags), reason,
+                               unix_socket_for(found.url) if unix_socket_for else "")
         registry.register(target)
         added.append(label)
         log.info("harpoon host auto-registered", extra={**fields, "label": label})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from urllib.parse import urlsplit
 
 from tunnel_core.httpio import origin_of
+from tunnel_core.records import record
 from tunnel_core.wire.messages import HeaderMap
 
 # Never forwarded from the connector to the target: hop-by-hop headers, framing the relay
@@ -70,7 +71,7 @@ def response_headers(items: Iterable[tuple[str, str]]) -> HeaderMap:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StaticHeaders:
     """Operator headers scoped to one MCP server (``--mcp.extra-headers``, ``--mcp.discovery-extra-headers``).
 

@@ -6,7 +6,8 @@ the relay sends (:class:`ResponsePayload`, the ``X-Tunnel-MCP-Server-Info`` valu
 here and checked against ``shared/reference/openapi.json`` by the tests; the tunnel service
 validates what it receives with the strict pydantic models of ``wire/models.py``.
 
-The classes are slotted dataclasses that are not frozen (treat them as read-only): a frozen
+The classes are slotted records (``tunnel_core.records``: dataclasses whose ``__repr__`` and
+``__eq__`` are not compiled at import) that are not frozen (treat them as read-only): a frozen
 dataclass costs twice as much to define at import (generated ``__setattr__``, ``__delattr__``
 and ``__hash__``) and sets each field through ``object.__setattr__`` when built, once per
 command. Why not pydantic here: a plain ``run`` would load it only for these few shapes, and it costs
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
+
+from tunnel_core.records import record
 
 HeaderMap = dict[str, list[str]]
 
@@ -41,7 +44,7 @@ def _dumps(value: Any) -> bytes:
 # ------------------------------------------------------------------------------- polled commands
 
 
-@dataclass(slots=True, kw_only=True)
+@record(slots=True, kw_only=True)
 class _Polled:
     request_id: str
     shard_token: str
@@ -53,18 +56,18 @@ class _Polled:
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know, kept
 
 
-@dataclass(slots=True, kw_only=True)
+@record(slots=True, kw_only=True)
 class JsonRpcCommand(_Polled):
     command_type: Literal["jsonrpc"] = "jsonrpc"
     jsonrpc: dict[str, Any]
 
 
-@dataclass(slots=True, kw_only=True)
+@record(slots=True, kw_only=True)
 class SessionTerminationCommand(_Polled):
     command_type: Literal["session_termination"] = "session_termination"
 
 
-@dataclass(slots=True, kw_only=True)
+@record(slots=True, kw_only=True)
 class OAuthDiscoveryCommand(_Polled):
     """Not in the OpenAPI file: produced by older service paths and the dev proxy."""
 
@@ -163,7 +166,7 @@ def commands_from_poll_body(body: bytes) -> list[Any]:
 # ------------------------------------------------------------------------------- what the relay sends
 
 
-@dataclass(slots=True, kw_only=True)
+@record(slots=True, kw_only=True)
 class ResponsePayload:
     """Body of POST /v1/tunnels/{id}/response as the relay builds it. Empty optional parts are omitted."""
 
@@ -200,7 +203,7 @@ class ResponsePayload:
         return self.resp_type != "jsonrpc_notify"
 
 
-@dataclass(slots=True, kw_only=True)
+@record(slots=True, kw_only=True)
 class TunnelFailure:
     """Provenance of a synthesized -32603 failure, at resp_json.error.data.tunnel_failure."""
 
@@ -225,13 +228,13 @@ class TunnelFailure:
         return out
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class ServerInfoChannel:
     name: str
     proc_affinity: bool | None = None
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class MCPServerInfo:
     """Value of the X-Tunnel-MCP-Server-Info header (version 1)."""
 
@@ -244,7 +247,7 @@ class MCPServerInfo:
         return json.dumps({"version": self.version, "channels": channels}, separators=(",", ":"))
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class TunnelClientMetadata:
     """GET /v1/tunnels/{id}: id, name, description, and whatever else the service adds (kept)."""
 

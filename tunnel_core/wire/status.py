@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 
 def status_text(code: int) -> str:
     """The reason phrase of ``code``; "Bad Gateway" for a code HTTP does not define."""
+    from http import HTTPStatus  # an error path: the enum's ~60 members are not built at every start
+
     try:
         return HTTPStatus(code).phrase
     except ValueError:
