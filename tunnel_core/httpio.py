@@ -279,6 +279,21 @@ class _LoggedStreamResponse(StreamResponse):
 _BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# Checked header lines by (name, value): most of a request's headers repeat from one request to
+# the next (the control plane's, a session's), so each is checked and formatted once. Bounded:
+# short values only, no credentials kept beyond their request, and no more entries once full.
+_LINES: dict[tuple[str, str], str] = {}
+_UNCACHED = frozenset({"authorization", "proxy-authorization", "cookie", "x-tunnel-caller-token"})
+_LINES_MAX = 1024
+
+
+def _header_line(name: str, value: str) -> str:
+    """``Name: value`` and CRLF; "" for a header the client writes itself; InvalidURL for one that cannot be sent."""
+    if _BAD_NAME.search(name) or _BAD_VALUE.search(value) or not name:
+        raise InvalidURL(f"header {name!r} cannot be sent: invalid name or line break in the value")
+    if name.lower() in _OWN_HEADERS:
+        return ""
+    return f"{name}: {value}\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,12 +434,14 @@ class HTTPPool:
     @staticmethod
     def _head(method: str, target: _Target, headers: list[tuple[str, str]], content: bytes | None) -> bytes:
         parts = [method, target.request_line_end]
-        for name, value in headers:
-            if _BAD_NAME.search(name) or _BAD_VALUE.search(value) or not name:
-                raise InvalidURL(f"header {name!r} cannot be sent: invalid name or line break in the value")
-            if name.lower() in _OWN_HEADERS:
-                continue
-            parts.append(f"{name}: {value}\r\n")
+        for pair in headers:
+            line = _LINES.get(pair)
+            if line is None:
+                line = _header_line(*pair)
+                if len(_LINES) < _LINES_MAX and len(pair[1]) <= 256 and pair[0].lower() not in _UNCACHED:
+                    _LINES[pair] = line
+            if line:
+                parts.append(line)
         if target.proxy_auth and not target.tunnel:
             parts.append(f"Proxy-Authorization: {target.proxy_auth}\r\n")
         if content is not None or method in ("POST", "PUT", "PATCH"):

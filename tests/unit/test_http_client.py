@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from tunnel_core import httpio
 from tunnel_core.httpconn import (
     ConnectError,
     ConnectTimeout,
@@ -214,6 +215,26 @@ async def test_a_line_break_in_a_header_is_refused_before_anything_is_sent(serve
         assert server.connections == 0
     finally:
         await pool.aclose()
+
+
+async def test_repeated_headers_are_sent_the_same_and_credentials_are_not_kept(serve: object) -> None:
+    """Header lines are checked once and reused; a reused line is still the exact header, and the
+    client's own headers are still dropped. Credentials are never kept past their request."""
+    server, url = await start_with(serve, keep_alive(OK, OK))  # type: ignore[arg-type]
+    pool = HTTPPool()
+    headers = [("X-Session", "abc"), ("Host", "evil.example"), ("Authorization", "Bearer s3cret-for-test")]
+    try:
+        for _ in range(2):
+            await pool.request("POST", url + "/", headers=headers, content=b"{}")
+        with pytest.raises(InvalidURL):  # the same name with a value that cannot be sent
+            await pool.request("GET", url + "/", headers=[("X-Session", "abc\r\nX-Injected: 1")])
+    finally:
+        await pool.aclose()
+    first, second = server.requests
+    assert first == second
+    assert b"X-Session: abc\r\n" in first and b"Authorization: Bearer s3cret-for-test\r\n" in first
+    assert b"evil.example" not in first and first.count(b"Host:") == 1
+    assert not any(name.lower() == "authorization" for name, _ in httpio._LINES)
 
 
 async def test_no_answer_in_time_is_a_read_timeout(serve: object) -> None:

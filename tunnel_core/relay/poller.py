@@ -68,7 +68,7 @@ class Poller:
             await self._slots.wait_for_room()
             limit = min(MAX_POLL_LIMIT, self._slots.room())
             self._slots.reserved = limit
-            started = time.monotonic()
+            started_at = time.monotonic()
             self._metrics.poll_cycles.inc()
             span = tracing.start("tunnel.poll", {"tunnel.poll.limit": limit}, kind="CLIENT")
             try:
@@ -77,7 +77,7 @@ class Poller:
                 )
             except ControlPlaneError as exc:
                 self._slots.reserved = 0
-                self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
+                self._metrics.poll_latency.labels("true").observe(time.monotonic() - started_at)
                 self._metrics.poll_errors.labels("other").inc()
                 self._state.poll_failed(f"HTTP {exc.status}" + (f" {exc.code}" if exc.code else ""))
                 span.end(f"HTTP {exc.status}")
@@ -99,7 +99,7 @@ class Poller:
             except NetworkOrDecodeErrors as exc:
                 self._slots.reserved = 0
                 kind = "timeout" if isinstance(exc, TimeoutError) else "other"
-                self._metrics.poll_latency.labels("true").observe(time.monotonic() - started)
+                self._metrics.poll_latency.labels("true").observe(time.monotonic() - started_at)
                 self._metrics.poll_errors.labels(kind).inc()
                 cause = describe_network_error(exc, self._cp.url("/poll"), timeout=self._timeout + self._guardrail)
                 self._state.poll_failed(cause)
@@ -121,7 +121,26 @@ class Poller:
                 await anyio.sleep(delay)
                 continue
             self._slots.reserved = 0
-            self._metrics.poll_latency.labels("false").observe(time.monotonic() - started)
+            poll_seconds = time.monotonic() - started_at
+            # The commands start first: the poll's and the commands' bookkeeping below runs while
+            # their requests are on their way (each call's critical path starts at this poll's answer).
+            started: list[PolledCommand] = []
+            for raw in result.commands:
+                try:
+                    cmd = decode_command(raw)
+                except CommandDecodeError as exc:
+                    self._metrics.queue_drops.labels(exc.reason).inc()
+                    log.warning("dropping malformed command",
+                                extra={"request_id": exc.request_id or "", "reason": exc.reason, "detail": str(exc)})
+                    continue
+                self._slots.hold()
+                commands_tg.start_soon(self._run_one, cmd, result.received_at)  # inherits the poll span
+                started.append(cmd)
+            if started:
+                # Let the new command tasks send their MCP requests before this loop spends CPU on
+                # bookkeeping and the next poll request.
+                await anyio.lowlevel.checkpoint()
+            self._metrics.poll_latency.labels("false").observe(poll_seconds)
             if backoff.attempts:
                 log.info("poller recovered", extra={"failed_attempts": backoff.attempts})
             backoff.reset()
@@ -131,26 +150,13 @@ class Poller:
             if len(result.commands) > limit:
                 log.error("poll returned more commands than requested",
                           extra={"limit": limit, "count": len(result.commands)})
-            for raw in result.commands:
-                self._metrics.polled.inc()
-                try:
-                    cmd = decode_command(raw)
-                except CommandDecodeError as exc:
-                    self._metrics.queue_drops.labels(exc.reason).inc()
-                    log.warning("dropping malformed command",
-                                extra={"request_id": exc.request_id or "", "reason": exc.reason, "detail": str(exc)})
-                    continue
-                self._slots.hold()
+            self._metrics.polled.inc(len(result.commands))
+            for cmd in started:
                 self._metrics.enqueued.inc()
                 self._metrics.observe_age(cmd.created_at)
-                commands_tg.start_soon(self._run_one, cmd, result.received_at)  # inherits the poll span
             span.set("tunnel.poll.commands", len(result.commands))
             span.end()
             self._update_gauges()
-            if result.commands:
-                # Let the new command tasks send their MCP requests before this loop spends CPU on
-                # the next poll request: it shortens every call's critical path.
-                await anyio.lowlevel.checkpoint()
 
     async def drained(self) -> None:
         """Return once no command is held."""
