@@ -38,7 +38,18 @@ def record(cls: type[_T] | None = None, /, *, frozen: bool = False, slots: bool 
 
     def wrap(cls: type[_T]) -> type[_T]:
         own = set(vars(cls))
-        made = dataclasses.dataclass(cls, frozen=frozen, slots=slots, kw_only=kw_only, repr=False, eq=False)
+        # The frozen guards are written here too, unless dataclass has to judge the class: it refuses guards
+        # the class writes itself and checks frozen bases.
+        guard = frozen and not own & {"__setattr__", "__delattr__"} and not any(
+            "__dataclass_fields__" in vars(base) for base in cls.__mro__[1:])
+        made = dataclasses.dataclass(cls, frozen=frozen and not guard, slots=slots, kw_only=kw_only, init=False,
+                                     repr=False, eq=False)
+        if guard:
+            _freeze(made, slots)
+        if "__init__" not in own:
+            plain = len(dataclasses.fields(made)) == len(_specs(made))  # type: ignore[arg-type]
+            # ClassVar and InitVar pseudo-fields: the real __init__ now, the simple way
+            _add(made, "__init__", _first_init(made, frozen) if plain else _dataclass_init(made, frozen))
         if repr and "__repr__" not in own:
             _add(made, "__repr__", _repr_of(made))
         if eq and "__eq__" not in own:
@@ -58,6 +69,76 @@ def _add(cls: type, name: str, fn: Callable[..., Any]) -> None:
     fn.__name__ = name
     fn.__qualname__ = f"{cls.__qualname__}.{name}"
     setattr(cls, name, fn)
+
+
+def _freeze(cls: type, slots: bool) -> None:
+    """What ``frozen=True`` adds: assigning or deleting a field raises FrozenInstanceError (the
+    ``__init__`` sets fields through ``object.__setattr__``), and a slotted class pickles and copies
+    through ``__getstate__``/``__setstate__``; ``__dataclass_params__.frozen`` says so."""
+    names = frozenset(_specs(cls))
+    parent: Any = cls  # super(parent, self): the next class's __setattr__, as the generated guard calls
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        if self.__class__ is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(parent, self).__setattr__(name, value)
+
+    def __delattr__(self: Any, name: str) -> None:
+        if self.__class__ is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+        super(parent, self).__delattr__(name)
+
+    _add(cls, "__setattr__", __setattr__)
+    _add(cls, "__delattr__", __delattr__)
+    if slots:
+        state = _getter(tuple(f.name for f in dataclasses.fields(cls)))
+
+        def __getstate__(self: Any) -> list[Any]:
+            return list(state(self))
+
+        def __setstate__(self: Any, values: list[Any]) -> None:
+            for f, value in zip(dataclasses.fields(self), values, strict=False):
+                object.__setattr__(self, f.name, value)
+
+        _add(cls, "__getstate__", __getstate__)
+        _add(cls, "__setstate__", __setstate__)
+    vars(cls)["__dataclass_params__"].frozen = True
+
+
+def _first_init(cls: type, frozen: bool) -> Callable[..., None]:
+    """An ``__init__`` that, when first called, has dataclass write the real one, puts it on ``cls`` and runs it.
+
+    Most records are never built before the relay is ready (failures, discovery results, ...), so
+    their ``__init__`` is not compiled at import. The real one comes from a stand-in class with the
+    same ``Field`` objects: same parameters, defaults, factories, keyword-only rules, frozen-style
+    assignment and ``__post_init__`` call.
+    """
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        real = _dataclass_init(cls, frozen)
+        _add(cls, "__init__", real)
+        real(self, *args, **kwargs)
+
+    return __init__
+
+
+def _dataclass_init(cls: type, frozen: bool) -> Callable[..., None]:
+    specs = _specs(cls)
+    namespace: dict[str, Any] = {"__annotations__": {name: f.type for name, f in specs.items()},
+                                 "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                 "__doc__": "stand-in", **specs}  # a __doc__: dataclass would make one
+    if hasattr(cls, "__post_init__"):
+        namespace["__post_init__"] = vars(cls).get("__post_init__")  # only its presence matters: self's is called
+    stand_in: type = dataclasses.dataclass(type(cls.__name__, (), namespace), frozen=frozen, repr=False,
+                                           eq=False, match_args=False)
+    init: Callable[..., None] = vars(stand_in)["__init__"]
+    return init
+
+
+def _specs(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    """The class's dataclass fields, ClassVar and InitVar pseudo-fields included, in ``__init__`` order."""
+    specs: dict[str, dataclasses.Field[Any]] = vars(cls)["__dataclass_fields__"]
+    return specs
 
 
 def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:

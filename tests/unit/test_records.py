@@ -7,9 +7,11 @@ keyword-only construction.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
-from typing import Any
+import pickle
+from typing import Any, ClassVar
 
 import pytest
 
@@ -97,3 +99,69 @@ def test_record_kw_only_and_subclass() -> None:
     assert repr(child) == "test_record_kw_only_and_subclass.<locals>.Child(kind='k', extra={}, size=2)"
     assert child == Child(kind="k", size=2) and child != Child(kind="k", size=3)
     assert child != Base(kind="k")  # another class never compares equal, as with dataclass
+
+
+def test_record_init_is_written_on_first_use_and_matches_dataclass() -> None:
+    @record(frozen=True, slots=True)
+    class Checked:
+        low: int
+        high: int = 10
+        tags: list[str] = dataclasses.field(default_factory=list)
+
+        def __post_init__(self) -> None:
+            if self.low > self.high:
+                raise ValueError("low > high")
+
+    first = Checked.__init__
+    one, two = Checked(1), Checked(2, 5, ["x"])
+    assert Checked.__init__ is not first  # the real one replaced the first-use one
+    assert (one.low, one.high, one.tags, two.tags) == (1, 10, [], ["x"]) and one.tags is not Checked(1).tags
+    with pytest.raises(ValueError, match="low > high"):
+        Checked(11)
+    with pytest.raises(TypeError):
+        Checked()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Checked(1, 2, [], 4)  # type: ignore[call-arg]
+
+
+def test_record_with_init_var_and_class_var() -> None:
+    @record
+    class Scaled:
+        unit: ClassVar[int] = 100
+        value: int
+        factor: dataclasses.InitVar[int] = 1
+
+        def __post_init__(self, factor: int) -> None:
+            self.value *= factor * self.unit
+
+    assert Scaled(2, 3).value == 600 and repr(Scaled(1)) == (
+        "test_record_with_init_var_and_class_var.<locals>.Scaled(value=100)")
+
+
+Frozen = record(frozen=True, slots=True)(type("Frozen", (), {"__annotations__": {"a": "int", "b": "str"},
+                                                              "__module__": __name__, "__qualname__": "Frozen"}))
+
+
+def test_frozen_record_guards_pickles_and_copies_like_dataclass() -> None:
+    one = Frozen(1, "x")
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'a'"):
+        one.a = 2
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot delete field 'b'"):
+        del one.b
+    for twin in (copy.copy(one), copy.deepcopy(one), pickle.loads(pickle.dumps(one))):
+        assert twin == one and twin is not one and hash(twin) == hash(one)
+    assert dataclasses.replace(one, b="y") == Frozen(1, "y")
+    assert Frozen.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+    class Loose(Frozen):  # a plain subclass may add attributes that are not fields, as with dataclass
+        pass
+
+    loose = Loose(1, "x")
+    loose.note = "ok"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loose.a = 5
+
+    with pytest.raises(TypeError, match="non-frozen"):
+        @record  # dataclass's own check still applies to a record built on a frozen one
+        class Thawed(Frozen):
+            c: int = 0
