@@ -14,8 +14,8 @@
   waits for something else (a queued command, an answer) can stop waiting without a task of
   its own parked on ``receive()``.
 
-``FastHttpProtocol`` is the ``http`` class ``netserve.serve`` gives uvicorn; the connection
-guard (``httpguard.GuardedHttpProtocol``) builds on it.
+``FastHttpProtocol`` is the ``http`` class ``netserve.serve`` gives uvicorn (the demo MCP server, the
+MCP stub); the tunnel service has a server of its own (``svcserver``) with the same two savings.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-DISCONNECT_EXTENSION = "tunnel.disconnect"
+from tunnel_core.svcserver import DISCONNECT_EXTENSION
+
 # A body larger than this is written after its head rather than copied into one buffer with it.
 COALESCE_MAX = 64 * 1024
 

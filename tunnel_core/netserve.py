@@ -3,8 +3,10 @@
 Sockets are bound and listening before the server task starts, so the port is known
 at once (``:0`` works) and early connections wait in the backlog instead of failing.
 Signal handling stays with the caller: uvicorn's own handlers are disabled.
-:func:`serve` runs uvicorn (the tunnel service, the demo MCP server); :func:`serve_lean` runs
-the small server of ``asgiserver.py`` that the relay's operator listener uses.
+:func:`serve` runs uvicorn (the dev proxy's demo MCP server, the MCP stub) or, for an app that
+says it needs nothing more (``lean_http = True``: the tunnel service), the service's own server of
+``svcserver.py`` (:func:`serve_service`); :func:`serve_lean` runs the small server of
+``asgiserver.py`` that the relay's operator listener uses.
 """
 
 from __future__ import annotations
@@ -130,8 +132,13 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
     """Start serving ``app`` on ``sock`` in ``tg``; call ``Served.stop()`` to shut it down.
 
     ``options`` are extra uvicorn.Config arguments (TLS: ``ssl_certfile``/``ssl_keyfile``; limits; an
-    ``http`` protocol class such as ``httpguard.guarded_protocol(...)``; ``timeout_keep_alive``).
+    ``http`` protocol class; ``timeout_keep_alive``). An app with ``lean_http = True`` and no ``options``
+    is served by :func:`serve_service` with its default bounds, trusting ``X-Forwarded-*`` from the peers
+    in ``$FORWARDED_ALLOW_IPS`` (default 127.0.0.1), as uvicorn would.
     """
+    if getattr(app, "lean_http", False) and not options:
+        return serve_service(app, sock, tg, graceful=graceful,
+                             forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))
     import uvicorn  # not at the top: the relay's operator listener does without it
 
     class _QuietServer(uvicorn.Server):
@@ -164,6 +171,21 @@ def serve(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0
     host, port = sock.getsockname()[:2]
     tg.start_soon(server.serve, [sock])
     return Served(host, port, server, "https" if config.ssl_certfile else "http")
+
+
+def serve_service(app: Any, sock: socket.socket, tg: TaskGroup, *, limits: Any = None, ssl_context: Any = None,
+                  forwarded_allow_ips: str | None = None, graceful: float = 5.0) -> Served:
+    """Serve the tunnel service's ``app`` with ``svcserver.ServiceServer`` (bounded by ``limits``, a
+    ``svcserver.Limits``; TLS with ``ssl_context``; ``X-Forwarded-*`` trusted from ``forwarded_allow_ips``)."""
+    from tunnel_core.svcserver import ServiceServer
+
+    server = ServiceServer(app, sock, limits=limits, ssl_context=ssl_context, forwarded_allow_ips=forwarded_allow_ips,
+                           graceful=graceful)
+    tg.start_soon(server.serve)
+    if sock.family == socket.AF_UNIX:
+        return Served("", 0, server, unix_path=str(sock.getsockname()))
+    host, port = sock.getsockname()[:2]
+    return Served(host, port, server, server.scheme)
 
 
 def serve_lean(app: Any, sock: socket.socket, tg: TaskGroup, *, graceful: float = 5.0) -> Served:

@@ -152,13 +152,16 @@ def test_disconnect_callbacks_run_when_the_client_leaves(served: tuple[RunningSe
 # ---- the service's raw handlers, under both protocols --------------------------------------------------
 
 
-@pytest.fixture(params=["fast", "uvicorn"])
+@pytest.fixture(params=["service", "fast", "uvicorn"])
 def service(request: pytest.FixtureRequest, bg: BackgroundLoop, runtime_key: str
             ) -> Iterator[tuple[RunningServer, Broker]]:
     broker: Broker = bg.call(Broker)
     bg.call(broker.add_tunnel, TUNNEL)
     app = build_service_app(broker, ServiceConfig(runtime_keys={runtime_key}, response_timeout=30.0))
-    server = bg.serve(app, **({"http": FastHttpProtocol} if request.param == "fast" else {"http": "httptools"}))
+    if request.param == "service":
+        server = bg.serve_service(app)
+    else:
+        server = bg.serve(app, **({"http": FastHttpProtocol} if request.param == "fast" else {"http": "httptools"}))
     try:
         yield server, broker
     finally:

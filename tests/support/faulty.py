@@ -58,7 +58,7 @@ def start_faulty_service(loop: BackgroundLoop, runtime_key: str, response_timeou
     controls = TestControls()
     app = RecordingApp(build_service_app(broker, ServiceConfig(
         runtime_keys={runtime_key}, response_timeout=response_timeout, test_controls=controls)))
-    return FaultyService(loop, broker, app, loop.serve(app), controls)
+    return FaultyService(loop, broker, app, loop.serve_service(app), controls)
 
 
 class Session:

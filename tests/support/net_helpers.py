@@ -373,4 +373,4 @@ def start_oauth_service(bg: BackgroundLoop, runtime_key: str) -> TunnelService:
     broker: Broker = bg.call(Broker)
     app = RecordingApp(build_service_app(broker, ServiceConfig(runtime_keys={runtime_key}, response_timeout=10.0,
                                                                rewrite_www_authenticate=True)))
-    return TunnelService(bg, broker, app, bg.serve(app))
+    return TunnelService(bg, broker, app, bg.serve_service(app))

@@ -56,7 +56,7 @@ class RunningServer:
     """One uvicorn server running on the background loop."""
 
     port: int
-    server: uvicorn.Server
+    server: Any  # uvicorn.Server or svcserver.ServiceServer: both stop when should_exit is set
     done: Future[Any] = field(repr=False)
 
     @property
@@ -99,6 +99,17 @@ class BackgroundLoop:
         if done.done():  # startup failed (e.g. lifespan error): surface it
             done.result()
         return RunningServer(port, server, done)
+
+
+    def serve_service(self, app: Any, sock: socket.socket | None = None, **kwargs: Any) -> RunningServer:
+        """Serve ``app`` with the tunnel service's own server (``svcserver.ServiceServer``; ``kwargs``: its
+        ``limits``, ``ssl_context``, ``forwarded_allow_ips``); it accepts as soon as this returns."""
+        from tunnel_core.svcserver import ServiceServer
+
+        sock = sock or bind_loopback()
+        server = ServiceServer(app, sock, graceful=0.5, **kwargs)
+        done = self.portal.start_task_soon(server.serve)
+        return RunningServer(sock.getsockname()[1], server, done)
 
 
 async def _wait_started(server: uvicorn.Server, done: Future[Any]) -> None:

@@ -121,7 +121,7 @@ def start_tunnel_service(
     app = build_service_app(broker, ServiceConfig(runtime_keys={runtime_key},
                                                   response_timeout=SERVICE_RESPONSE_TIMEOUT))
     recorder = RecordingApp(app)
-    return TunnelService(loop, broker, recorder, loop.serve(recorder, sock))
+    return TunnelService(loop, broker, recorder, loop.serve_service(recorder, sock))
 
 
 @dataclass

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from tunnel_core.httpproto import DISCONNECT_EXTENSION
+from tunnel_core.svcserver import DISCONNECT_EXTENSION
 
 T = TypeVar("T")
 _JSON = [(b"content-type", b"application/json")]
@@ -138,7 +138,7 @@ async def unless_gone(scope: Scope, receive: Receive, budget: float,
     """Run ``wait()`` until it returns, ``budget`` seconds pass, or the client disconnects.
 
     Returns (True, result) when it returned, else (False, None). The server's disconnect
-    callback (``httpproto``) stops the wait without a task of its own; under another server, a
+    callback (``svcserver``, ``httpproto``) stops the wait without a task of its own; under another server, a
     task waits on ``receive()`` for ``http.disconnect``.
     """
     watch = scope.get("extensions", {}).get(DISCONNECT_EXTENSION)

@@ -91,6 +91,8 @@ class ServiceApp:
     Starlette would route to the same handlers without a redirect or a 405.
     """
 
+    lean_http = True  # needs no lifespan: netserve serves it with the service's own server (svcserver)
+
     def __init__(self, other: ASGIApp, guard: FrontDoorGuard, front_door: FrontDoor, runtime: RuntimeRoutes) -> None:
         self.other = other
         self.guard = guard

@@ -47,7 +47,7 @@ from tunnel_core.devservice.credentials import Gate
 from tunnel_core.devservice.jsonbody import JSONBodyError, parse_json
 from tunnel_core.devservice.oauth_routes import base_url
 from tunnel_core.devservice.runtime import admit_refusal, tunnel_refusal
-from tunnel_core.httpproto import DISCONNECT_EXTENSION
+from tunnel_core.svcserver import DISCONNECT_EXTENSION
 from tunnel_core.wire.models import CHANNEL_RE
 from tunnel_core.wire.prmd import rewrite_www_authenticate
 from tunnel_core.wire.status import status_text

@@ -2,9 +2,9 @@
 
 The same runtime API and MCP front door as ``dev tunnel-service``, with every credential
 scoped (runtime keys bound to tunnels, caller tokens on the front door unless opted out; see
-``credentials``), behind an edge that a service on a reachable host needs: TLS (uvicorn's ssl
-options), bounded request heads, read timeouts and a connection limit that spares the health
-endpoints (``tunnel_core.httpguard``), a request-body cap, per-tunnel and per-caller rate limits
+``credentials``), behind an edge that a service on a reachable host needs: TLS, bounded request
+heads, read and idle timeouts and a connection limit that spares the health endpoints (the
+service's own server, ``tunnel_core.svcserver``), a request-body cap, per-tunnel and per-caller rate limits
 (429 ``rate_limit_exceeded`` with ``Retry-After``, shared by every instance when the queue is in
 Redis), only channels a client named (``unknown_channel``), and the service's own ``/healthz``,
 ``/readyz`` and ``/metrics``. With
@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tunnel_core.devservice.backends import build_backend
 from tunnel_core.devservice.broker import Broker
 from tunnel_core.devservice.credentials import CALLER_TOKEN_HEADER, FrontDoorPolicy, Gate, digest
+from tunnel_core.errors import ConfigError
 
 log = logging.getLogger("tunnel_client.tunnelservice")
 
@@ -327,39 +329,52 @@ def build_service(options: ServeOptions, env: Mapping[str, str]) -> Service:
     return Service(broker, Edge(app, broker, options, instance_id, gate=gate), instance_id)
 
 
-def uvicorn_options(options: ServeOptions, on_event: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """TLS, the connection guard and timeouts, as uvicorn.Config keyword arguments."""
-    from tunnel_core.httpguard import Limits, guarded_protocol
+def server_limits(options: ServeOptions, on_event: Callable[[str], None] | None = None) -> Any:
+    """The bounds of the service's server (``svcserver.Limits``): heads, bodies, idle time, connections."""
+    from tunnel_core.svcserver import Limits
 
-    limits = Limits(max_head_bytes=options.max_header_size, max_headers=options.max_headers,
-                    head_timeout=options.header_timeout, body_timeout=options.body_timeout,
-                    max_connections=options.max_connections, on_event=on_event)
-    out: dict[str, Any] = {"http": guarded_protocol(limits), "timeout_keep_alive": options.idle_timeout,
-                           "proxy_headers": bool(options.forwarded_allow_ips),
-                           "forwarded_allow_ips": options.forwarded_allow_ips or None}
-    if options.tls_cert_file:
-        out.update(ssl_certfile=options.tls_cert_file, ssl_keyfile=options.tls_key_file or None)
-        if options.tls_key_password:
-            out["ssl_keyfile_password"] = options.tls_key_password
-        if options.tls_client_ca_file:
-            import ssl
+    return Limits(max_head_bytes=options.max_header_size, max_headers=options.max_headers,
+                  head_timeout=options.header_timeout, body_timeout=options.body_timeout,
+                  idle_timeout=options.idle_timeout, max_connections=options.max_connections, on_event=on_event)
 
-            out.update(ssl_ca_certs=options.tls_client_ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
-    return out
+
+def tls_context(options: ServeOptions) -> ssl.SSLContext | None:
+    """The server's TLS context (None without ``--tls-cert-file``); mutual TLS with ``--tls-client-ca-file``.
+
+    Raises ConfigError naming the flag when a certificate, key or password does not load."""
+    if not options.tls_cert_file:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(options.tls_cert_file, options.tls_key_file or None,
+                            password=options.tls_key_password or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"--tls-cert-file/--tls-key-file: cannot load the certificate and key ({exc}); give a PEM "
+                          "certificate chain, its private key, and --tls-key-password if the key is encrypted") from None
+    if options.tls_client_ca_file:
+        try:
+            ctx.load_verify_locations(options.tls_client_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--tls-client-ca-file: cannot load {options.tls_client_ca_file} ({exc}); give PEM "
+                              "CA certificates") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 async def run_service(
     options: ServeOptions, service: Service, stop: anyio.Event, on_ready: Callable[[Served], None],
 ) -> None:
     """Serve until ``stop`` is set; ``on_ready`` is called once the listener accepts and the queue is up."""
-    from tunnel_core.netserve import bind, serve
+    from tunnel_core.netserve import bind, serve_service
 
     broker, instance_id = service.broker, service.instance_id
+    tls = tls_context(options)
     sock = bind(options.listen, what="--listen")
     async with broker.running(), anyio.create_task_group() as tg:
         metrics = service.app.metrics
-        served = serve(service.app, sock, tg,
-                       options=uvicorn_options(options, on_event=lambda why: metrics.guarded.labels(why).inc()))
+        served = serve_service(service.app, sock, tg, ssl_context=tls,
+                               limits=server_limits(options, lambda why: metrics.guarded.labels(why).inc()),
+                               forwarded_allow_ips=options.forwarded_allow_ips or None)
         log.info("tunnel service started", extra={
             "listen": served.url, "instance_id": instance_id, "queue_backend": broker.backend.name,
             "tunnels": len(broker.tunnels), "tls": bool(options.tls_cert_file),

@@ -64,6 +64,7 @@ def _route(path: str) -> str:
 
 class TestControlsMiddleware:
     __test__ = False  # not a pytest class
+    lean_http = True  # wraps the service app only: served by the service's own server as well
 
     def __init__(self, app: ASGIApp, controls: TestControls) -> None:
         self.app = app

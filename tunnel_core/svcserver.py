@@ -1,0 +1,779 @@
+"""The tunnel service's HTTP/1.1 server: lean per request, bounded for hostile clients.
+
+Every relayed MCP call crosses the tunnel service three times (the caller's front-door request,
+the tunnel client's poll answer, its response POST), so the server's own work per request sits on
+every call's critical path twice. This server does for the service's ASGI app what uvicorn's
+httptools protocol did, with less per request: no per-request cycle object chain, no middleware
+layer for proxy headers unless a request carries them from a trusted peer, one ``write()`` per
+fixed-length answer (the head is held for the body), and header checks done once per answer.
+
+What it implements of ASGI 3 (HTTP, spec 2.3): streamed request bodies (reading pauses past
+64 KiB not yet taken by the app), ``Expect: 100-continue``, responses with ``Content-Length``
+or chunked (HEAD and 204/304 without a body), keep-alive and pipelining (one request at a time,
+in order), write back-pressure (``send`` waits while the peer does not read), ``http.disconnect``
+and the ``tunnel.disconnect`` extension (``DISCONNECT_EXTENSION``): ``watch(callback) -> unwatch``,
+``callback()`` runs when the client leaves before its answer is complete. No lifespan, no
+WebSocket (an upgrade request is answered as plain HTTP and the connection closes after it).
+
+Bounds (``Limits``), per connection:
+
+* **head size**: at most ``max_head_bytes`` (request line + headers) are fed to the parser;
+  beyond that the answer is 431 and the connection closes after a short linger (the client,
+  still sending, reads the answer instead of a reset). At most ``max_headers`` header fields
+  (431 as well). Nothing of an oversized head is buffered beyond the cap.
+* **head timeout**: a new connection must send its first head within ``head_timeout``, and each
+  later head must complete within ``head_timeout`` of its first byte (408, closed).
+* **body timeout**: a request body must arrive within ``body_timeout`` of the end of its head
+  (the connection is closed; the app sees ``http.disconnect``).
+* **idle timeout**: a kept-alive connection with no request is closed after ``idle_timeout``.
+* **connection limit**: with ``max_connections`` set, a connection accepted beyond it is served
+  one answer, 503 ``too_many_connections`` with ``Connection: close``, except for the
+  ``health_paths``, which are answered normally; beyond ``max_connections + health_reserve`` a
+  new connection is closed at once. Connections within the limit are never refused.
+* **TLS handshake**: bounded by ``head_timeout`` too; it does not count as a connection until
+  it completes.
+
+Answers are checked before they are written: a header name or value the app produced with
+characters HTTP forbids (a relayed header carrying CR/LF, say) fails the request (500) instead
+of splitting the response, and a body longer or shorter than its ``Content-Length`` closes the
+connection. ``X-Forwarded-For``/``X-Forwarded-Proto`` are honoured only from the peers named
+in ``forwarded_allow_ips`` (uvicorn's ``ProxyHeadersMiddleware`` applies them, only to the
+requests that carry them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+import anyio
+import httptools
+
+log = logging.getLogger("tunnel_client.tunnelservice")
+
+DISCONNECT_EXTENSION = "tunnel.disconnect"
+HEALTH_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
+# After a 431 the connection keeps reading (and discarding) for this long before it closes, so the
+# client, still sending its oversized head, reads the answer instead of a connection reset.
+LINGER = 2.0
+HIGH_WATER = 64 * 1024  # request body bytes buffered before reading pauses (until the app takes them)
+COALESCE_MAX = 64 * 1024  # a larger body is written after its head rather than copied into one buffer
+MAX_DISCARD = 4 * 1024 * 1024  # request body bytes read and dropped after an early answer before closing
+MAX_PIPELINED = 16  # requests queued behind the one being answered (reading pauses at the first)
+
+_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
+_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+_STATUS_LINES: dict[int, bytes] = {}
+_DISCONNECT = {"type": "http.disconnect"}
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {phrase}\r\n".encode()
+    return line
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_head_bytes: int = 64 * 1024
+    max_headers: int = 100
+    head_timeout: float = 10.0
+    body_timeout: float = 15.0
+    idle_timeout: float = 30.0
+    max_connections: int = 0  # 0 = no limit
+    health_reserve: int = 16  # connections beyond max_connections still accepted for health_paths
+    health_paths: frozenset[bytes] = HEALTH_PATHS
+    # Called with the reason each time the server refuses or closes something (for metrics).
+    on_event: Callable[[str], None] | None = None
+
+
+def _raw_answer(status: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n" + extra + b"\r\n"
+
+
+_INVALID = b"Invalid HTTP request received."
+_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: "
+                + str(len(_INVALID)).encode() + b"\r\nconnection: close\r\n\r\n" + _INVALID)
+
+
+async def _too_many_connections(scope: Any, receive: Any, send: Any) -> None:
+    body = (b'{"error":{"message":"Too many connections to this service; retry shortly.",'
+            b'"type":"server_error","param":null,"code":"too_many_connections"}}')
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Request:
+    """One request's ASGI exchange (``receive`` and ``send`` are what the app gets)."""
+
+    __slots__ = ("body", "body_bytes", "chunked", "complete", "conn", "disconnected", "expect_100", "final_given",
+                 "forwarded", "head_only", "held", "keep_alive", "more_body", "remaining", "scope", "started", "until_close",
+                 "waiter", "watchers")
+
+    def __init__(self, conn: _Connection, scope: dict[str, Any], keep_alive: bool, expect_100: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_100 = expect_100
+        self.body: list[bytes] = []
+        self.body_bytes = 0
+        self.more_body = True  # the request body has more to come
+        self.final_given = False  # the app got the last body message
+        self.waiter: asyncio.Future[None] | None = None
+        self.disconnected = False
+        self.watchers: list[Callable[[], None]] | None = None
+        self.started = False
+        self.complete = False
+        self.chunked = False
+        self.head_only = scope["method"] == "HEAD"
+        self.remaining = -1  # body bytes still owed under Content-Length; -1: none declared
+        self.until_close = False  # an HTTP/1.0 answer of unknown length: its end is the connection's
+        self.held: bytes | None = None  # a head waiting to go out with the first body bytes
+        self.forwarded = False  # carries X-Forwarded-For or X-Forwarded-Proto
+
+    # -- the request side --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> dict[str, Any]:
+        conn = self.conn
+        if self.expect_100:
+            self.expect_100 = False
+            if self.more_body and not self.body and not conn.transport.is_closing():
+                conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        while not self.disconnected and not self.complete:
+            if self.body or (not self.more_body and not self.final_given):
+                chunks, self.body = self.body, []
+                self.body_bytes = 0
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if not self.more_body:
+                    self.final_given = True
+                conn.resume_reading()
+                return {"type": "http.request", "body": data, "more_body": self.more_body}
+            conn.resume_reading()
+            self.waiter = conn.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return _DISCONNECT
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        if self.disconnected:
+            self.conn.loop.call_soon(callback)
+            return _nothing
+        if self.watchers is None:
+            self.watchers = []
+        self.watchers.append(callback)
+        watchers = self.watchers
+
+        def unwatch() -> None:
+            try:
+                watchers.remove(callback)
+            except ValueError:
+                pass
+
+        return unwatch
+
+    def lost(self) -> None:
+        """The connection went before the answer was complete."""
+        self.disconnected = True
+        self.wake()
+        watchers, self.watchers = self.watchers, None
+        for callback in watchers or ():
+            callback()
+
+    # -- the answer side ---------------------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        conn = self.conn
+        if conn.write_paused and not self.disconnected:
+            await conn.drain()
+        if self.disconnected:
+            return
+        if not self.started:
+            if message["type"] != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message['type']}'.")
+            self._start(message)
+            return
+        if self.complete:
+            raise RuntimeError(f"Unexpected ASGI message '{message['type']}' sent, after response already completed.")
+        if message["type"] != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message['type']}'.")
+        body: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        out: bytes = b""
+        if self.head_only:
+            pass
+        elif self.chunked:
+            if body:
+                out = b"%x\r\n" % len(body) + body + b"\r\n"
+            if not more:
+                out += b"0\r\n\r\n"
+        elif self.until_close:
+            out = body
+        elif body:
+            if len(body) > self.remaining:
+                self._fail_length()
+                raise RuntimeError("Response content longer than Content-Length")
+            self.remaining -= len(body)
+            out = body
+        held = self.held
+        if held is not None:
+            self.held = None
+            if len(out) <= COALESCE_MAX:
+                out = held + out
+            else:
+                conn.transport.write(held)
+        if out:
+            conn.transport.write(out)
+        if not more:
+            if self.remaining > 0 and not self.head_only:
+                self._fail_length()
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.complete = True
+            self.wake()
+            conn.answered(self)
+
+    def _start(self, message: dict[str, Any]) -> None:
+        status: int = message["status"]
+        parts = [_status_line(status), self.conn.server.date_line()]
+        names: list[bytes] = []
+        values: list[bytes] = []
+        remaining, chunked, close_asked = -1, False, False
+        for name, value in message.get("headers") or ():
+            names.append(name)
+            values.append(value)
+            name = name.lower()
+            if name == b"content-length":
+                if remaining < 0 and not chunked:
+                    remaining = int(value.decode())
+            elif name == b"transfer-encoding":
+                if value.lower() == b"chunked" and remaining < 0:
+                    chunked = True
+            elif name == b"connection":
+                if b"close" in [t.strip() for t in value.lower().split(b",")]:
+                    close_asked = True
+            parts += (name, b": ", value, b"\r\n")
+        # One search over all names and one over all values: the patterns forbid single bytes.
+        if _BAD_NAME.search(b"".join(names)):
+            raise RuntimeError("Invalid HTTP header name.")
+        if _BAD_VALUE.search(b"".join(values)):
+            raise RuntimeError("Invalid HTTP header value.")
+        self.started = True
+        self.expect_100 = False
+        if close_asked:
+            self.keep_alive = False
+        elif not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        if remaining < 0 and not chunked:
+            if self.head_only or status in (204, 304):
+                remaining = 0
+            elif self.scope["http_version"] == "1.0":  # no chunked encoding in HTTP/1.0 (never kept alive)
+                self.until_close = True
+            else:
+                chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"\r\n")
+        self.remaining, self.chunked = remaining, chunked
+        head = b"".join(parts)
+        if remaining > 0 and not self.head_only and not self.until_close:
+            self.held = head  # goes out with the first body bytes: one write for the whole answer
+        else:
+            self.conn.transport.write(head)
+
+    def _fail_length(self) -> None:
+        self.keep_alive = False
+        self.held = None
+        self.conn.transport.close()
+
+    async def run(self, app: Any) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self.conn.abort()
+            raise
+        except Exception:
+            log.error("tunnel service request failed", exc_info=True,
+                      extra={"http_method": self.scope["method"], "path": self.scope["path"][:200]})
+            await self._failed()
+            return
+        if not self.complete and not self.disconnected:
+            log.error("tunnel service request ended without a complete answer",
+                      extra={"http_method": self.scope["method"], "path": self.scope["path"][:200]})
+            await self._failed()
+
+    async def _failed(self) -> None:
+        """The app failed: 500 if nothing of its answer went out, else the connection closes."""
+        if self.started or self.disconnected:
+            self.conn.abort()
+            return
+        self.keep_alive = False
+        await self.send({"type": "http.response.start", "status": 500, "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"), (b"connection", b"close")]})
+        await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
+
+
+def _nothing() -> None:
+    return None
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parses requests, runs the app for each, one at a time."""
+
+    def __init__(self, server: ServiceServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.loop = server.loop
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.scheme = "http"
+        self.client: tuple[str, int] | None = None
+        self.local: tuple[str, int] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.phase = "head"  # head -> body -> served -> (idle -> head ...)
+        self.head_bytes = 0
+        self.header_count = 0
+        self.refused = False
+        self.over = False
+        self.closed = False
+        self.read_paused = False
+        self.write_paused = False
+        self.discarded = 0
+        self.drained: asyncio.Future[None] | None = None
+        self.parsing: _Request | None = None  # the request the parser is filling
+        self.serving: _Request | None = None  # the request the app is answering
+        self.queued: collections.deque[_Request] = collections.deque()
+        self.task: asyncio.Task[None] | None = None
+        # per head being parsed
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.expect_100 = False
+        self.forwarded = False
+
+    # -- asyncio callbacks -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        server = self.server
+        lim = self.limits
+        server.connections.add(self)
+        n = len(server.connections)
+        if lim.max_connections and n > lim.max_connections:
+            self.over = True
+            if n > lim.max_connections + lim.health_reserve:
+                self._event("connection_limit")
+                self.refused = True
+                self.close()
+                return
+        if server.stopping:
+            self.close()
+            return
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        # A unix-socket peer has no address (reported as None, as uvicorn does).
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        self.local = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        self._arm(lim.head_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._disarm()
+        self.server.connections.discard(self)
+        self.queued.clear()
+        for request in (self.serving, self.parsing):
+            if request is not None and not request.complete:
+                request.lost()
+        drained = self.drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+        self.server.check_quiet()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        drained = self.drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    async def drain(self) -> None:
+        if self.drained is None or self.drained.done():
+            self.drained = self.loop.create_future()
+        await self.drained
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return  # discarded while a refused connection lingers
+        if self.phase == "idle":  # the first bytes of the next request on a kept-alive connection
+            self.phase = "head"
+            self.head_bytes = 0
+            self.header_count = 0
+            self._arm(self.limits.head_timeout, self._head_timed_out)
+        if self.phase != "head":
+            self._feed(data)
+            return
+        room = self.limits.max_head_bytes - self.head_bytes
+        if len(data) <= room:
+            self.head_bytes += len(data)
+            self._feed(data)
+            return
+        # Feed only what the cap allows: if the head ends within it, the rest is body (or the next
+        # request); if not, the head is too large and nothing more is read.
+        self.head_bytes += room
+        self._feed(data[:room])
+        if self.refused or self.closed:
+            return
+        if self.phase == "head":
+            self._refuse_head("head_too_large")
+            return
+        self._feed(data[room:])
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The request asking for it is answered as plain HTTP; nothing after it is read.
+            self.refused = True
+            last = self.queued[-1] if self.queued else self.serving
+            if last is not None:
+                last.keep_alive = False
+            else:
+                self.close()
+        except httptools.HttpParserError:
+            if self.refused:
+                return
+            self._event("bad_request")
+            if not self._answering():
+                self.transport.write(_BAD_REQUEST)
+            self.close()
+
+    # -- parser callbacks --------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.phase in ("idle", "served"):  # pipelined: a head that began inside an earlier chunk
+            self.phase = "head"
+            self.head_bytes = 0
+            self.header_count = 0
+            self._arm(self.limits.head_timeout, self._head_timed_out)
+        self.url = b""
+        self.headers = []
+        self.expect_100 = False
+        self.forwarded = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        if self.header_count > self.limits.max_headers:
+            if not self.refused:
+                self._refuse_head("too_many_headers")
+            return
+        name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace, which is not part of a value
+        if name[:2] == b"x-":
+            if name == b"x-forwarded-for" or name == b"x-forwarded-proto":
+                self.forwarded = True
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100 = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.refused:
+            return
+        parser = self.parser
+        version = parser.get_http_version()
+        url = httptools.parse_url(self.url)
+        raw_path: bytes = url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        scope: dict[str, Any] = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": version,
+            "server": self.local, "client": self.client, "scheme": self.scheme, "root_path": "",
+            "method": parser.get_method().decode("ascii"), "path": path, "raw_path": raw_path,
+            "query_string": url.query or b"", "headers": self.headers, "state": {},
+        }
+        request = _Request(self, scope, version != "1.0" and parser.should_keep_alive(), self.expect_100)
+        scope["extensions"] = {DISCONNECT_EXTENSION: request.watch}
+        request.forwarded = self.forwarded
+        self.parsing = request
+        self.phase = "body"
+        self._arm(self.limits.body_timeout, self._body_timed_out)
+        if self.serving is None:
+            self._start(request)
+        else:
+            if len(self.queued) >= MAX_PIPELINED:
+                raise ValueError("too many pipelined requests")  # the parser answers 400
+            self.queued.append(request)
+            self.pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        request = self.parsing
+        if request is None or self.refused:
+            return
+        if request.complete:  # answered already: dropped
+            self.discarded += len(body)
+            if self.discarded > MAX_DISCARD:
+                self.close()
+            return
+        request.body.append(body)
+        request.body_bytes += len(body)
+        if request.body_bytes > HIGH_WATER:
+            self.pause_reading()
+        request.wake()
+
+    def on_message_complete(self) -> None:
+        request = self.parsing
+        if request is None or self.refused:
+            return
+        self.parsing = None
+        request.more_body = False
+        request.wake()
+        if self.phase == "body":
+            self.phase = "served"
+            self._disarm()
+        if request.complete and self.serving is None and not self.closed:
+            self._next()  # the rest of an early-answered request's body is in: go on
+
+    # -- running requests --------------------------------------------------------------------------
+
+    def _start(self, request: _Request) -> None:
+        self.serving = request
+        server = self.server
+        app = server.app
+        if self.over and request.scope["raw_path"] not in self.limits.health_paths:
+            self._event("connection_limit")
+            app = _too_many_connections
+        elif request.forwarded and server.forwarded_allow_ips:
+            app = server.proxy
+        self.task = task = self.loop.create_task(request.run(app))
+        server.tasks.add(task)
+        task.add_done_callback(server.tasks.discard)
+
+    def answered(self, request: _Request) -> None:
+        """``request``'s answer is complete: go on with the next request, or close."""
+        if request is not self.serving:
+            return
+        self.serving = None
+        if not request.keep_alive or self.server.stopping or self.closed:
+            self.close()
+            self.server.check_quiet()
+            return
+        if request.more_body:
+            # Answered before its body arrived (a refusal, say): the rest of the body is read and
+            # dropped (at most MAX_DISCARD bytes, within the body timeout), then the next request.
+            request.body = []
+            self.discarded = request.body_bytes = 0
+            self.resume_reading()
+            return
+        self._next()
+
+    def _next(self) -> None:
+        if self.queued:
+            self._start(self.queued.popleft())
+            return
+        self.resume_reading()
+        if self.parsing is None and self.phase != "head":
+            self.phase = "idle"
+            self._arm(self.limits.idle_timeout, self._idle_timed_out)
+
+    def _answering(self) -> bool:
+        return self.serving is not None and self.serving.started
+
+    def shutdown(self) -> None:
+        """The server stops: an idle connection closes now, a busy one after its answer."""
+        if self.serving is None:
+            self.close()
+        else:
+            self.serving.keep_alive = False
+
+    # -- flow, timers, refusals --------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.closed and not self.queued:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(delay, callback) if delay > 0 else None
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _event(self, reason: str) -> None:
+        if self.limits.on_event is not None:
+            self.limits.on_event(reason)
+
+    def _head_timed_out(self) -> None:
+        self.timer = None
+        if self.closed:
+            return
+        self._event("head_timeout")
+        if self.head_bytes and not self._answering():
+            self.transport.write(_raw_answer(b"408 Request Timeout"))
+        self.close()
+
+    def _body_timed_out(self) -> None:
+        self.timer = None
+        if not self.closed:
+            self._event("body_timeout")
+            self.close()  # the app's receive() answers http.disconnect
+
+    def _idle_timed_out(self) -> None:
+        self.timer = None
+        if not self.closed and self.serving is None:
+            self.close()
+
+    def _refuse_head(self, reason: str) -> None:
+        self.refused = True
+        self._event(reason)
+        if not self._answering():
+            self.transport.write(_raw_answer(b"431 Request Header Fields Too Large"))
+        self._arm(LINGER, self.close)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._disarm()
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close without finishing an answer (the app failed after starting it, or was cancelled)."""
+        if self.serving is not None:
+            self.serving.keep_alive = False
+        self.close()
+
+
+class ServiceServer:
+    """Serves one ASGI app on a pre-bound listening socket until ``should_exit`` is set."""
+
+    protocol: type[_Connection] = _Connection  # one per connection (a test may record what it writes)
+
+    def __init__(self, app: Any, sock: socket.socket, *, limits: Limits | None = None,
+                 ssl_context: ssl.SSLContext | None = None, forwarded_allow_ips: str | None = None,
+                 graceful: float = 5.0) -> None:
+        self.app = app
+        self.sock = sock
+        self.limits = limits or Limits()
+        self.ssl = ssl_context
+        self.graceful = graceful
+        self.forwarded_allow_ips = forwarded_allow_ips or ""
+        self._proxy: Any = None
+        self.connections: set[_Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._stop: asyncio.Event | None = None
+        self._quiet: asyncio.Event | None = None
+        self._date_at = 0
+        self._date = b""
+
+    @property
+    def proxy(self) -> Any:
+        """The app behind uvicorn's ``ProxyHeadersMiddleware`` (built for the first request that needs it); None
+        when no proxy is trusted."""
+        if self._proxy is None and self.forwarded_allow_ips:
+            from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            self._proxy = ProxyHeadersMiddleware(self.app, [h.strip() for h in self.forwarded_allow_ips.split(",")])
+        return self._proxy
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl is not None else "http"
+
+    @property
+    def should_exit(self) -> bool:
+        return self.stopping
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value and not self.stopping:
+            self.stopping = True
+            if self._stop is not None:
+                try:
+                    on_loop = asyncio.get_running_loop() is self.loop
+                except RuntimeError:
+                    on_loop = False
+                if on_loop:
+                    self._stop.set()
+                else:  # set from another thread (a test's, say): wake the loop
+                    self.loop.call_soon_threadsafe(self._stop.set)
+
+    def date_line(self) -> bytes:
+        now = int(time.time())
+        if now != self._date_at:
+            self._date_at = now
+            self._date = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        return self._date
+
+    def check_quiet(self) -> None:
+        if self.stopping and self._quiet is not None and not any(c.serving for c in self.connections):
+            self._quiet.set()
+
+    async def serve(self) -> None:
+        self.loop = loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._quiet = asyncio.Event()
+        if self.stopping:
+            self._stop.set()
+        kwargs: dict[str, Any] = {}
+        if self.ssl is not None:
+            kwargs.update(ssl=self.ssl, ssl_handshake_timeout=self.limits.head_timeout or None)
+        if self.sock.family == socket.AF_UNIX:
+            server = await loop.create_unix_server(lambda: self.protocol(self), sock=self.sock, backlog=2048, **kwargs)
+        else:
+            server = await loop.create_server(lambda: self.protocol(self), sock=self.sock, backlog=2048, **kwargs)
+        try:
+            await self._stop.wait()
+            server.close()
+            for conn in list(self.connections):
+                conn.shutdown()
+            self.check_quiet()
+            with anyio.move_on_after(self.graceful):
+                await self._quiet.wait()
+        finally:
+            server.close()
+            for conn in list(self.connections):
+                conn.close()
+            tasks = list(self.tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    await asyncio.wait(tasks)
