@@ -103,3 +103,22 @@ def test_root_help_reads_the_same_from_the_table_and_from_every_command() -> Non
     listed = build_parser(None, only=True).format_help()  # commands listed from cli/commands.py only
     assert listed == build_parser().format_help()  # ... and from each command's own registration
     assert build_parser("run", only=True).format_help() == listed
+
+
+def test_help_topic_console_script_prints_what_the_help_command_prints(tmp_path: Path) -> None:
+    # `tunnel-client help TOPIC` is answered by cli/entry.py before argparse is imported; it must read
+    # exactly as the `help` command's own answer, and anything that is not a topic goes on to main.
+    env = clean_env(tmp_path)
+    for topic in TOPICS:
+        fast = cli_subprocess(["help", topic], env)
+        assert (fast.code, fast.out, fast.err) == (0, cli(["help", topic], env).out, ""), topic
+    nope = cli_subprocess(["help", "nope"], env)
+    assert (nope.code, nope.out, nope.err) == (1, "", cli(["help", "nope"], env).err)
+    assert cli_subprocess(["help", "run"], env).out.startswith("usage: tunnel-client run ")
+    assert cli_subprocess(["help", " "], env).out.startswith("usage: tunnel-client [-h] [-v] COMMAND ...")
+    probe = ("import sys; sys.argv = ['tunnel-client', 'help', 'doctor']\n"
+             "from tunnel_core.cli.entry import entrypoint\n"
+             "try:\n    entrypoint()\nexcept SystemExit:\n    pass\n"
+             "sys.stderr.write(','.join(m for m in ('argparse', 're', 'tunnel_core.cli.main') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout == get_topic("doctor").text and done.stderr == ""

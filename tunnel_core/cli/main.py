@@ -8,7 +8,6 @@ so ``--help``, ``help TOPIC`` and ``--version`` answer in a few tens of millisec
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import sys
@@ -70,8 +69,6 @@ def build_parser(command: str | None = "", *, only: bool = False) -> argparse.Ar
     Commands that are not built are listed by name and help line (``cli/commands.py``), so the
     root ``--help`` and usage errors read the same either way.
     """
-    import importlib
-
     from tunnel_core.cli.commands import COMMANDS
     from tunnel_core.ops.topic_files import topics_epilog
 
@@ -92,7 +89,7 @@ def build_parser(command: str | None = "", *, only: bool = False) -> argparse.Ar
         elif where not in done:
             done.add(where)
             module, _, function = where.partition(":")
-            register = getattr(importlib.import_module(f"tunnel_core.cli.{module}"), function)
+            register = getattr(__import__(f"tunnel_core.cli.{module}", fromlist=[function]), function)
             if register.__code__.co_argcount > 1:
                 register(sub, parser)
             else:
@@ -150,12 +147,16 @@ def main(
     # argparse writes usage/--help to the process streams and exits 2 on a bad command
     # line; keep output on the injected streams and make usage errors exit 1 (2 means
     # "a check failed" for doctor and health).
+    # (sys.stdout swapped by hand: contextlib.redirect_stdout would import contextlib for every command)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = io.stdout, io.stderr
     try:
-        with contextlib.redirect_stdout(io.stdout), contextlib.redirect_stderr(io.stderr):
-            args = parser.parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
         return 1 if code == 2 else code
+    finally:
+        sys.stdout, sys.stderr = saved
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(io.stdout)
