@@ -22,7 +22,6 @@ Shown in ``/api/system`` (``proxy_identity_map``, ``proxy_health``), in
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import ssl
 import time
@@ -80,6 +79,8 @@ class Route:
             return ""
         parts = urlsplit(self.proxy)
         where = f"{parts.scheme}://{parts.hostname}:{_port(parts.scheme, parts.port)}"
+        import hashlib  # (with OpenSSL's digests) only when a proxy is configured
+
         return "proxy-" + hashlib.sha256(where.encode()).hexdigest()[:10]
 
     @property

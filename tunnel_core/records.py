@@ -42,6 +42,8 @@ def record(cls: type[_T] | None = None, /, *, frozen: bool = False, slots: bool 
         # the class writes itself and checks frozen bases.
         guard = frozen and not own & {"__setattr__", "__delattr__"} and not any(
             "__dataclass_fields__" in vars(base) for base in cls.__mro__[1:])
+        if not cls.__doc__:  # dataclass would make one from inspect.signature (with no __init__ yet: of object)
+            cls.__doc__ = f"{cls.__name__}({', '.join(vars(cls).get('__annotations__', ()))})"
         made = dataclasses.dataclass(cls, frozen=frozen and not guard, slots=slots, kw_only=kw_only, init=False,
                                      repr=False, eq=False)
         if guard:

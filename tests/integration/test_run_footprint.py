@@ -54,6 +54,8 @@ NEVER = {
     "email": "a Retry-After given as an HTTP date (rare)",
     "secrets": "nothing: the instance id is os.urandom (secrets brings hmac and hashlib)",
     "http": "the reason phrase of an HTTP error answer (HTTPStatus, when one is synthesized)",
+    "hashlib": "digests: a proxy's id, a discovered authorization server's group (OpenSSL's digests load with it)",
+    "random": "backoff jitter, after a failure",
 }
 
 # Runs the CLI in-process and writes the loaded module names when the process exits.

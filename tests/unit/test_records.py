@@ -112,6 +112,7 @@ def test_record_init_is_written_on_first_use_and_matches_dataclass() -> None:
             if self.low > self.high:
                 raise ValueError("low > high")
 
+    assert Checked.__doc__ == "Checked(low, high, tags)"  # a class with no docstring gets its field names
     first = Checked.__init__
     one, two = Checked(1), Checked(2, 5, ["x"])
     assert Checked.__init__ is not first  # the real one replaced the first-use one

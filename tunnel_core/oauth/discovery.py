@@ -21,7 +21,6 @@ tunnel service's job (``tunnel_core.wire.prmd``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -549,6 +548,8 @@ def discovered_urls(result: DiscoveryResult, trusted_mcp_url: str) -> list[Disco
     resource = _http_url(result.prmd.get("resource"))
     servers = result.authorization_servers
     key = result.url or resource or (servers[0] if servers else "default")
+    import hashlib  # a discovery that found something: not loaded (with OpenSSL's digests) at every start
+
     group = "auth-server:" + hashlib.sha256(key.encode()).hexdigest()[:12] + ":0"
 
     def off_origin(url: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 
@@ -17,6 +16,8 @@ class Backoff:
         """Delay before the next attempt: base grows by ``factor`` up to ``maximum``, jittered to [base/2, base]."""
         base = min(self.maximum, self.minimum * (self.factor**self._attempt))
         self._attempt += 1
+        import random  # on a failure only: not loaded at every start
+
         return base / 2 + random.random() * base / 2
 
     def reset(self) -> None:
