@@ -266,10 +266,12 @@ async def run_client(
                     await poller.drained()
                 if poller.held:
                     log.warning("abandoning unfinished commands at shutdown", extra={"held": poller.held})
+                poller.abandon()
                 work.cancel_scope.cancel()
             log_buffer.close()  # ends /api/logs/stream responses so the listener can stop promptly
             ops.stop()
     finally:
+        poller.abandon()  # when the task groups ended early (a failure), commands still running stop too
         with anyio.CancelScope(shield=True):
             for t in targets.values():
                 await t.aclose()
@@ -366,4 +368,4 @@ async def _poll_when_ready(
         else:
             for t in targets.values():
                 work.start_soon(_probe, t, state)
-        await poller.run(work)
+        await poller.run()

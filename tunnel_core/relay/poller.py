@@ -8,12 +8,12 @@ reference (workers + queue + 1).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
 
 from tunnel_core import tracing
 from tunnel_core.controlplane.client import ControlPlaneClient, ControlPlaneError
@@ -51,6 +51,7 @@ class Poller:
         self._timeout = poll_timeout
         self._guardrail = poll_guardrail
         self._channels = poll_channels
+        self._tasks: set[asyncio.Task[None]] = set()
         metrics.queue_capacity.set(slots.capacity)
 
     @property
@@ -60,8 +61,14 @@ class Poller:
     def _update_gauges(self) -> None:
         self._metrics.queue_length.set(max(0, self._slots.working - self._dispatcher.running))
 
-    async def run(self, commands_tg: TaskGroup) -> None:
-        """Poll until cancelled, handing each command to ``commands_tg``."""
+    async def run(self) -> None:
+        """Poll until cancelled, each command in a task of its own (``abandon`` cancels those left).
+
+        Plain asyncio tasks, not a task group's: starting one is on every call's critical path,
+        and an anyio task group's ``start_soon`` costs several times ``create_task``. The
+        deadline of each command is still an anyio cancel scope (``Dispatcher.handle``).
+        """
+        loop = asyncio.get_running_loop()
         backoff = Backoff()
         reported_auth = False
         while True:
@@ -134,7 +141,9 @@ class Poller:
                                 extra={"request_id": exc.request_id or "", "reason": exc.reason, "detail": str(exc)})
                     continue
                 self._slots.hold()
-                commands_tg.start_soon(self._run_one, cmd, result.received_at)  # inherits the poll span
+                task = loop.create_task(self._run_one(cmd, result.received_at))  # inherits the poll span
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
                 started.append(cmd)
             if started:
                 # Let the new command tasks send their MCP requests before this loop spends CPU on
@@ -157,6 +166,16 @@ class Poller:
             span.set("tunnel.poll.commands", len(result.commands))
             span.end()
             self._update_gauges()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("command task failed unexpectedly", extra={"error_type": type(exc).__name__})
+
+    def abandon(self) -> None:
+        """Cancel every command still running (shutdown, after the grace period)."""
+        for task in list(self._tasks):
+            task.cancel()
 
     async def drained(self) -> None:
         """Return once no command is held."""
