@@ -25,12 +25,25 @@ def _dump() -> None:
             f.write(f"{t} {tag} {data.hex()}\n")
 
 
+class _Recorded:
+    """The service's transport, recording each write."""
+
+    def __init__(self, transport: object) -> None:
+        self._t = transport
+
+    def write(self, data: bytes) -> None:
+        _record("service-out", data)
+        self._t.write(data)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._t, name)
+
+
 def _install() -> None:
-    from tunnel_core import httpconn, httpproto
+    from tunnel_core import httpconn, svcserver
 
     conn_read, conn_start = httpconn.Connection.data_received, httpconn.Connection.start
-    corked_write = httpproto._CorkedTransport.write
-    service_read = httpproto.FastHttpProtocol.data_received
+    service_made, service_read = svcserver._Connection.connection_made, svcserver._Connection.data_received
 
     def relay_in(self, data):  # type: ignore[no-untyped-def]
         _record("relay-in", data)
@@ -40,10 +53,8 @@ def _install() -> None:
         _record("relay-out", data[0])
         return conn_start(self, data, **kw)
 
-    def service_out(self, data):  # type: ignore[no-untyped-def]
-        if not self.corked:  # a held head goes out with the next write
-            _record("service-out", self.held + data if self.held else data)
-        return corked_write(self, data)
+    def service_connected(self, transport):  # type: ignore[no-untyped-def]
+        return service_made(self, _Recorded(transport))
 
     def service_in(self, data):  # type: ignore[no-untyped-def]
         _record("service-in", data)
@@ -51,8 +62,8 @@ def _install() -> None:
 
     httpconn.Connection.data_received = relay_in  # type: ignore[method-assign]
     httpconn.Connection.start = relay_out  # type: ignore[method-assign]
-    httpproto._CorkedTransport.write = service_out  # type: ignore[method-assign]
-    httpproto.FastHttpProtocol.data_received = service_in  # type: ignore[method-assign]
+    svcserver._Connection.connection_made = service_connected  # type: ignore[method-assign]
+    svcserver._Connection.data_received = service_in  # type: ignore[method-assign]
     atexit.register(_dump)
 
 
