@@ -197,6 +197,16 @@ def _exchange(s: socket.socket, method: str, path: str, body: bytes = b"", heade
     return _read_answer(s)
 
 
+def call_and_poll(caller: socket.socket, client: socket.socket, call: bytes, accept: str, auth: str
+                  ) -> tuple[dict[str, Any], str]:
+    """``caller`` sends ``call`` to the front door, ``client`` polls it: (the command, its response headers)."""
+    caller.sendall(f"POST /v1/mcp/{TUNNEL} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nContent-Type: "
+                   f"application/json\r\nContent-Length: {len(call)}\r\n\r\n".encode() + call)
+    _, polled = _exchange(client, "GET", f"/v1/tunnels/{TUNNEL}/poll?timeout_ms=5000", headers=auth)
+    (cmd,) = json.loads(polled)["commands"]
+    return cmd, f"X-Tunnel-Shard-Token: {cmd['shard_token']}\r\nContent-Type: application/json\r\n"
+
+
 def _read_answer(s: socket.socket) -> tuple[int, bytes]:
     """(status, body) of the next answer on ``s``; a chunked body joined."""
     data = read_head(s)
@@ -232,11 +242,7 @@ def test_the_caller_gets_the_answer_bytes_the_client_sent(service: tuple[Running
     caller, client = connect(server), connect(server)
     try:
         call = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}'
-        caller.sendall(f"POST /v1/mcp/{TUNNEL} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nContent-Type: "
-                       f"application/json\r\nContent-Length: {len(call)}\r\n\r\n".encode() + call)
-        _, polled = _exchange(client, "GET", f"/v1/tunnels/{TUNNEL}/poll?timeout_ms=5000", headers=auth)
-        (cmd,) = json.loads(polled)["commands"]
-        shard = f"X-Tunnel-Shard-Token: {cmd['shard_token']}\r\nContent-Type: application/json\r\n"
+        cmd, shard = call_and_poll(caller, client, call, accept, auth)
         for resp_type, text in ([("jsonrpc_notify", note)] if sse else []) + [("jsonrpc_response", final)]:
             body = (f'{{"request_id": "{cmd["request_id"]}", "resp_json": {text}, "resp_code": 200, '
                     f'"resp_type": "{resp_type}"}}').encode()
