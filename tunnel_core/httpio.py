@@ -281,9 +281,11 @@ _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # Checked header lines by (name, value): most of a request's headers repeat from one request to
 # the next (the control plane's, a session's), so each is checked and formatted once. Bounded:
-# short values only, no credentials kept beyond their request, and no more entries once full.
+# short values only, no credentials kept beyond their request, and emptied when full. Headers
+# that differ on every request (ids, shard tokens, trace context) are not kept either.
 _LINES: dict[tuple[str, str], str] = {}
-_UNCACHED = frozenset({"authorization", "proxy-authorization", "cookie", "x-tunnel-caller-token"})
+_UNCACHED = frozenset({"authorization", "proxy-authorization", "cookie", "x-tunnel-caller-token",
+                       "x-tunnel-shard-token", "x-client-request-id", "x-request-id", "traceparent", "tracestate"})
 _LINES_MAX = 1024
 
 
@@ -438,7 +440,9 @@ class HTTPPool:
             line = _LINES.get(pair)
             if line is None:
                 line = _header_line(*pair)
-                if len(_LINES) < _LINES_MAX and len(pair[1]) <= 256 and pair[0].lower() not in _UNCACHED:
+                if len(pair[1]) <= 256 and pair[0].lower() not in _UNCACHED:
+                    if len(_LINES) >= _LINES_MAX:
+                        _LINES.clear()  # start again from what requests send now
                     _LINES[pair] = line
             if line:
                 parts.append(line)
