@@ -6,6 +6,7 @@ straight to the agent tools' stdio front (standard library only) before the CLI 
 are imported. ``tunnel-client help TOPIC`` prints a shipped page: argparse (with ``re``) is
 most of what it would cost, so a topic page is printed from here, as the ``help`` command
 prints it. Every other command (and ``help`` of anything else) is ``tunnel_core.cli.main``.
+For ``run``, garbage collection is switched off from here until the relay is up (cli/runcmd.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import sys
 
 def entrypoint() -> None:
     argv = sys.argv[1:]
+    if argv[:1] == ["run"]:
+        import gc
+
+        gc.disable()  # the relay's start, imports included, runs without cyclic collections: see cli/runcmd.py
     if argv == ["codex", "mcp-server"]:
         from agent_tools.front import main as serve
 
