@@ -351,7 +351,8 @@ class _Connection(asyncio.Protocol):
         self.scheme = "http"
         self.client: tuple[str, int] | None = None
         self.local: tuple[str, int] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time at which ``expire`` is called (0: none); see ServiceServer._sweep
+        self.expire: Callable[[], None] = _nothing
         self.phase = "head"  # head -> body -> served -> (idle -> head ...)
         self.head_bytes = 0
         self.header_count = 0
@@ -626,21 +627,21 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(delay, callback) if delay > 0 else None
+        # No timer per connection: the server's sweep calls ``expire`` once ``deadline`` has passed.
+        if delay > 0:
+            self.deadline = self.loop.time() + delay
+            self.expire = callback
+        else:
+            self.deadline = 0.0
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
 
     def _event(self, reason: str) -> None:
         if self.limits.on_event is not None:
             self.limits.on_event(reason)
 
     def _head_timed_out(self) -> None:
-        self.timer = None
         if self.closed:
             return
         self._event("head_timeout")
@@ -649,13 +650,11 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def _body_timed_out(self) -> None:
-        self.timer = None
         if not self.closed:
             self._event("body_timeout")
             self.close()  # the app's receive() answers http.disconnect
 
     def _idle_timed_out(self) -> None:
-        self.timer = None
         if not self.closed and self.serving is None:
             self.close()
 
@@ -702,6 +701,11 @@ class ServiceServer:
         self._quiet: asyncio.Event | None = None
         self._date_at = 0
         self._date = b""
+        # How often deadlines are checked: a timeout fires at most a quarter of itself (or 1 s) late.
+        lim = self.limits
+        self.tick = min([1.0, LINGER / 4, *(t / 4 for t in (lim.head_timeout, lim.body_timeout, lim.idle_timeout)
+                                           if t > 0)])
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def proxy(self) -> Any:
@@ -742,6 +746,20 @@ class ServiceServer:
             self._date = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
         return self._date
 
+    def _sweep(self) -> None:
+        """Call ``expire`` on every connection whose deadline has passed; again in ``tick`` seconds."""
+        self._sweeper = self.loop.call_later(self.tick, self._sweep)
+        now = self.loop.time()
+        for conn in list(self.connections):
+            deadline = conn.deadline
+            if deadline and deadline <= now and not conn.closed:
+                conn.deadline = 0.0
+                try:
+                    conn.expire()
+                except Exception:  # one connection's trouble must not stop the others' timeouts
+                    log.exception("closing an expired connection failed")
+                    conn.transport.abort()
+
     def check_quiet(self) -> None:
         if self.stopping and self._quiet is not None and not any(c.serving for c in self.connections):
             self._quiet.set()
@@ -759,6 +777,7 @@ class ServiceServer:
             server = await loop.create_unix_server(lambda: self.protocol(self), sock=self.sock, backlog=2048, **kwargs)
         else:
             server = await loop.create_server(lambda: self.protocol(self), sock=self.sock, backlog=2048, **kwargs)
+        self._sweeper = loop.call_later(self.tick, self._sweep)
         try:
             await self._stop.wait()
             server.close()
@@ -769,6 +788,8 @@ class ServiceServer:
                 await self._quiet.wait()
         finally:
             server.close()
+            if self._sweeper is not None:
+                self._sweeper.cancel()
             for conn in list(self.connections):
                 conn.close()
             tasks = list(self.tasks)

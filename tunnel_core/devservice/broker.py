@@ -14,7 +14,6 @@ Synchronous entry points (``enqueue``, ``deliver``) are kept for callers that ca
 from __future__ import annotations
 
 import contextlib
-import math
 import secrets
 import time
 from collections import Counter
@@ -148,20 +147,18 @@ class Broker:
         q.first_poll.set()
         try:
             if not stop():
-                arrived = q.arrived  # taken before reading, so a wake-up during the read is not missed
+                seen = q.rings  # read before taking, so a wake-up during the take is not missed
                 out = await self.backend.take(q, limit, channels, who, timeout)
-                recheck = self.backend.recheck
-                with anyio.move_on_after(timeout):
-                    while not out and not self.closing:
-                        if recheck == math.inf:  # every enqueue wakes the pollers (inmem)
-                            await arrived.wait()
-                        else:
-                            with anyio.move_on_after(recheck):
-                                await arrived.wait()
-                        if stop():
-                            break
-                        arrived = q.arrived
-                        out = await self.backend.take(q, limit, channels, who, max(0.0, end - time.monotonic()))
+                recheck = self.backend.recheck  # inf: every enqueue wakes the pollers (inmem)
+                while not out and not self.closing:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        break
+                    await q.wait_ring(seen, min(recheck, left))
+                    if stop():
+                        break
+                    seen = q.rings
+                    out = await self.backend.take(q, limit, channels, who, max(0.0, end - time.monotonic()))
         finally:
             q.polling -= 1
         q.last_poll = time.time()

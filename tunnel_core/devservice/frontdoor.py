@@ -20,6 +20,7 @@ import asyncio
 import datetime
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -68,8 +69,21 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s".replace(".0s", "s")
 
 
+_SECOND: list[Any] = [None, ""]  # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): one formatting per second
+
+
 def iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``ts`` as RFC 3339 UTC with milliseconds (``2026-12-06T10:00:00.123Z``), as ``datetime`` writes it."""
+    frac, whole = math.modf(ts)  # microseconds as datetime.fromtimestamp rounds them, then truncated to ms
+    rest, second = round(frac * 1e6), int(whole)
+    if rest >= 1_000_000:
+        rest, second = rest - 1_000_000, second + 1
+    elif rest < 0:
+        rest, second = rest + 1_000_000, second - 1
+    if _SECOND[0] != second:
+        _SECOND[1] = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _SECOND[0] = second
+    return f"{_SECOND[1]}.{rest // 1000:03d}Z"
 
 
 def inbound_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:

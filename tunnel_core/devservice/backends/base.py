@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -154,7 +155,8 @@ class TunnelQueue:
     description: str = ""
     queued: deque[Pending] = field(default_factory=deque)  # inmem backend only
     pending: dict[str, Pending] = field(default_factory=dict)  # callers held by this instance
-    arrived: anyio.Event = field(default_factory=anyio.Event)
+    rings: int = 0  # how often notify() was called; a poll reads it before taking, so no wake-up is missed
+    waiters: set[asyncio.Future[None]] = field(default_factory=set)  # polls of this instance waiting for a ring
     last_poll: float = 0.0
     polling: int = 0  # polls of this instance waiting right now
     first_poll: anyio.Event = field(default_factory=anyio.Event)  # set by the first poll this instance serves
@@ -164,8 +166,35 @@ class TunnelQueue:
         return self.polling > 0 or (self.last_poll > 0 and now - self.last_poll <= window)
 
     def notify(self) -> None:
-        self.arrived.set()
-        self.arrived = anyio.Event()
+        """Wake every waiting poll (commands arrived, or something they check changed)."""
+        self.rings += 1
+        if self.waiters:
+            waiters, self.waiters = self.waiters, set()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def wait_ring(self, seen: int, timeout: float) -> None:
+        """Return once notify() has been called since ``rings`` was ``seen``, or after ``timeout`` seconds.
+
+        A future and a timer handle per wait (no task, no cancel scope: a poll waits once per call)."""
+        if self.rings != seen or timeout <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiters.add(waiter)
+        timer = loop.call_later(timeout, _resolve, waiter) if timeout != math.inf else None
+        try:
+            await waiter
+        finally:
+            self.waiters.discard(waiter)
+            if timer is not None:
+                timer.cancel()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
