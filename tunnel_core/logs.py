@@ -64,20 +64,23 @@ class LogThrottle:
 # ---------------------------------------------------------------------------- redaction
 
 _SECRET_WORDS = r"api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?secret|password|secret"
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+# (pattern, replacement), compiled on the first redaction: a relay that logs nothing before it is
+# ready does not compile them at start.
+_REDACTION_RULES: tuple[tuple[str, str], ...] = (
     # Header lines as they appear in raw dumps or error text: keep the name, drop the value.
-    (re.compile(r"(?i)\b(x-tunnel-shard-token|set-cookie|cookie|proxy-authorization|authorization|x-api-key)"
-                r"(\s*:\s*)[^\r\n]+"), r"\1\2" + REDACTED),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 " + REDACTED),
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-" + REDACTED),
+    (r"(?i)\b(x-tunnel-shard-token|set-cookie|cookie|proxy-authorization|authorization|x-api-key)"
+     r"(\s*:\s*)[^\r\n]+", r"\1\2" + REDACTED),
+    (r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}", r"\1 " + REDACTED),
+    (r"\bsk-[A-Za-z0-9_-]{8,}", "sk-" + REDACTED),
     # JSON or Python-repr members with a secret name and a quoted value.
-    (re.compile(r"(?i)([\"'](?:" + _SECRET_WORDS + r"|code|authorization|cookie|set-cookie|x-tunnel-shard-token"
-                r"|shard[_-]?token)[\"']\s*:\s*)([\"'])(?:\\.|(?!\2).)*\2"), r"\1\2" + REDACTED + r"\2"),
+    (r"(?i)([\"'](?:" + _SECRET_WORDS + r"|code|authorization|cookie|set-cookie|x-tunnel-shard-token"
+     r"|shard[_-]?token)[\"']\s*:\s*)([\"'])(?:\\.|(?!\2).)*\2", r"\1\2" + REDACTED + r"\2"),
     # Query strings and form bodies: ?access_token=..., &code=..., password=...
-    (re.compile(r"(?i)\b((?:" + _SECRET_WORDS + r"|code|token)\s*=\s*)[^&\s\"'<>,;]+"), r"\1" + REDACTED),
+    (r"(?i)\b((?:" + _SECRET_WORDS + r"|code|token)\s*=\s*)[^&\s\"'<>,;]+", r"\1" + REDACTED),
     # URL userinfo: scheme://user:password@host or scheme://token@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s\"']+@"), r"\1" + REDACTED + "@"),
+    (r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s\"']+@", r"\1" + REDACTED + "@"),
 )
+_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = ()
 _SECRET_KEY_EXACT = frozenset({
     "authorization", "proxy_authorization", "cookie", "set_cookie", "x_tunnel_shard_token", "shard_token",
     "api_key", "apikey", "x_api_key", "access_token", "refresh_token", "id_token", "client_secret", "password",
@@ -107,9 +110,15 @@ def redact(text: str) -> str:
     for secret in _KNOWN_SECRETS:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    for pattern, repl in _REDACTIONS:
+    for pattern, repl in _REDACTIONS or _compile_redactions():
         text = pattern.sub(repl, text)
     return text
+
+
+def _compile_redactions() -> tuple[tuple[re.Pattern[str], str], ...]:
+    global _REDACTIONS
+    _REDACTIONS = tuple((re.compile(pattern), repl) for pattern, repl in _REDACTION_RULES)
+    return _REDACTIONS
 
 
 _REFERENCE = re.compile(r"^(?:env|file):[^\s]+$", re.IGNORECASE)
