@@ -24,7 +24,6 @@ import anyio
 
 from tunnel_core.devservice.backends.base import (
     DeliveryError,
-    Inbox,
     Pending,
     Poller,
     QueueBackend,
@@ -33,6 +32,7 @@ from tunnel_core.devservice.backends.base import (
 )
 from tunnel_core.devservice.backends.inmem import InMemoryBackend
 from tunnel_core.devservice.registry import Registry
+from tunnel_core.inbox import Inbox
 
 __all__ = ["Broker", "DeliveryError", "Pending", "Poller", "TunnelQueue"]
 

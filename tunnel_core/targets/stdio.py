@@ -23,7 +23,6 @@ import errno
 import itertools
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -36,9 +35,9 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from tunnel_core import __version__
+from tunnel_core.inbox import Inbox
 from tunnel_core.logs import redact
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
@@ -105,8 +104,7 @@ def _signal_name(num: int) -> str:
 @dataclass(slots=True)
 class _Call:
     original_id: Any
-    send: MemoryObjectSendStream[dict[str, Any]]
-    receive: MemoryObjectReceiveStream[dict[str, Any]]
+    inbox: Inbox  # the child's messages for this call (its answer last)
     progress: dict[str, Any] = field(default_factory=dict)  # internal token -> original token
     started: float = field(default_factory=time.monotonic)
     session: str = ""  # the caller's Mcp-Session-Id: JSON-RPC ids are unique only within a session
@@ -247,22 +245,22 @@ class StdioTarget:
     async def _handshake(self) -> None:
         """Send ``initialize`` to the new child; the channel is ready only once it answers."""
         internal = f"tc-probe-{next(self._ids)}"
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
-        self._calls[internal] = _Call(internal, send, receive)
+        inbox = Inbox()
+        self._calls[internal] = _Call(internal, inbox)
         try:
             await self._write({"jsonrpc": "2.0", "id": internal, "method": "initialize", "params": {
                 "protocolVersion": PROBE_PROTOCOL_VERSION, "capabilities": {},
                 "clientInfo": {"name": "tunnel-client", "version": __version__}}})
             with anyio.move_on_after(HANDSHAKE_SECONDS) as waited:
-                answer = await self._answer(receive)
+                answer = await self._answer(inbox)
             if waited.cancelled_caught:
                 self._set_state(ProbeResult("timeout", f"no answer to initialize within {HANDSHAKE_SECONDS:g}s"))
-                answer = await self._answer(receive)
+                answer = await self._answer(inbox)
         except TargetFailure:
             return  # the child is gone; the supervisor reports why
         finally:
             self._calls.pop(internal, None)
-            send.close()
+            inbox.close()
         if answer is None:
             return
         error = answer.get("error")
@@ -277,9 +275,9 @@ class StdioTarget:
         self._set_state(ProbeResult("ok"))
 
     @staticmethod
-    async def _answer(receive: MemoryObjectReceiveStream[dict[str, Any]]) -> dict[str, Any] | None:
+    async def _answer(inbox: Inbox) -> dict[str, Any] | None:
         """The reply to the handshake (server notifications in between are ignored); None if the child went."""
-        async for msg in receive:
+        async for msg in inbox:
             if "__tunnel_failure__" in msg:
                 return None
             if "method" not in msg:
@@ -362,8 +360,8 @@ class StdioTarget:
 
     @staticmethod
     def _deliver(call: _Call, msg: dict[str, Any]) -> None:
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            call.send.send_nowait(msg)
+        with contextlib.suppress(anyio.ClosedResourceError):
+            call.inbox.send_nowait(msg)
 
     def _fail_pending(self, why: str) -> None:
         for call in list(self._calls.values()):
@@ -430,8 +428,8 @@ class StdioTarget:
 
     async def _request(self, msg: dict[str, Any], emit: Emit, session: str = "") -> Reply:
         internal = f"tc-{next(self._ids)}"
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
-        call = _Call(msg.get("id"), send, receive, session=session)
+        inbox = Inbox()
+        call = _Call(msg.get("id"), inbox, session=session)
         out = dict(msg)
         out["id"] = internal
         params = msg.get("params")
@@ -445,7 +443,7 @@ class StdioTarget:
             with anyio.fail_after(self._ttl):
                 await self._write(out)
                 notify_ok = True
-                async for reply in receive:
+                async for reply in inbox:
                     if "__tunnel_failure__" in reply:
                         raise TargetFailure("transport_closed", "eof", detail=reply["__tunnel_failure__"] or None)
                     if "method" not in reply:
@@ -459,7 +457,7 @@ class StdioTarget:
             raise TargetFailure("transport_closed", "eof")
         finally:
             self._calls.pop(internal, None)
-            send.close()
+            inbox.close()
             if not answered:
                 if msg.get("method") == "initialize":
                     # An unanswered initialize cannot be cancelled or replayed safely: fail closed

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 import anyio
 
 from tunnel_core.config.durations import parse_response_timeout
+from tunnel_core.inbox import Inbox
 from tunnel_core.wire.models import CHANNEL_RE
 
 CALLER_SLACK = 1.0  # the front door waits response_timeout + this; the request lives as long
@@ -52,51 +53,6 @@ MAX_CHANNELS = 64  # channels remembered per tunnel (the least recently named go
 MAX_DECLARED = 32  # channels one X-Tunnel-MCP-Server-Info may declare (the wire contract's cap)
 
 
-class Inbox:
-    """The payloads routed to one waiting caller, in order of arrival.
-
-    What an unbounded anyio memory stream did here, at a fraction of its cost (one is made per
-    call): ``send_nowait`` raises ``anyio.ClosedResourceError`` once closed; iterating yields
-    what arrived, then ends when the inbox is closed and empty. Either side may close it (the
-    broker when the answer is complete or the caller is released; the front door when its
-    caller left or its budget ran out). asyncio only, as the service is.
-    """
-
-    __slots__ = ("_items", "_waiter", "closed")
-
-    def __init__(self) -> None:
-        self._items: deque[dict[str, Any]] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self.closed = False
-
-    def send_nowait(self, item: dict[str, Any]) -> None:
-        if self.closed:
-            raise anyio.ClosedResourceError
-        self._items.append(item)
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def __aiter__(self) -> Inbox:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        while not self._items:
-            if self.closed:
-                raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.popleft()
 
 
 @dataclass(slots=True)
