@@ -140,7 +140,7 @@ class StdioTarget:
         self._calls: dict[str, _Call] = {}
         self._retired: OrderedDict[str, None] = OrderedDict()
         self._ids = itertools.count(1)
-        self._write_lock = anyio.Lock()
+        self._write_lock = anyio.Lock(fast_acquire=True)  # a free lock is taken without a loop turn
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._child_stderr: deque[str] = deque(maxlen=STDERR_TAIL_LINES)  # this child's lines only
         self.restarts = 0
