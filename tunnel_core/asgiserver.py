@@ -307,12 +307,13 @@ class _Request:
 
 # The operator endpoints' usual answers: /readyz is asked every few milliseconds while a relay
 # starts, and the http module's HTTPStatus enum costs most of a millisecond to build.
-_REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
+_USUAL_PHRASES = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden",
+                  404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+                  503: "Service Unavailable"}
 
 
 def _reason(status: int) -> str:
-    known = _REASONS.get(status)
+    known = _USUAL_PHRASES.get(status)
     if known is not None:
         return known
     from http import HTTPStatus

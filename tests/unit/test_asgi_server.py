@@ -137,3 +137,12 @@ async def test_connections_beyond_the_limit_are_closed(listener: tuple[str, int]
         assert out == b""  # closed without an answer
     finally:
         first.close()
+
+
+def test_usual_reason_phrases_are_the_http_modules() -> None:
+    # The listener answers its usual statuses without building HTTPStatus; the phrases must be the same.
+    from http import HTTPStatus
+
+    from tunnel_core.asgiserver import _USUAL_PHRASES, _reason
+
+    assert all(_reason(code) == HTTPStatus(code).phrase for code in [*_USUAL_PHRASES, 201, 429, 502])
