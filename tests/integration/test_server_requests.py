@@ -9,8 +9,12 @@ SDK client with its callbacks, and raw front-door calls where the wire shape mat
 
 from __future__ import annotations
 
+import collections
 import json
+import os
 import secrets
+import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +39,7 @@ from tests.support.fake_model import (
 )
 from tests.support.faulty import FaultyService
 from tests.support.inflight import replay
-from tests.support.proc import TUNNEL_CLIENT, Proc, base_env
+from tests.support.proc import TUNNEL_CLIENT, Proc, base_env, wait_until
 from tests.support.redis_helpers import QUEUE_KEY, RedisServer, ServiceProc, running_redis, start_service
 from tests.support.servers import BackgroundLoop
 from tests.support.targets import MCPTarget
@@ -341,26 +345,77 @@ def test_caller_that_never_answers_gets_the_servers_own_timeout_not_a_relay_fail
 
 
 def test_answer_taken_by_another_client_of_the_tunnel_reaches_the_same_session(
-    relay_on: StartClient, faulty: FaultyService, mcp_target: MCPTarget,
+    relay_on: StartClient, faulty: FaultyService, mcp_target: MCPTarget, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Each client holds one command at most: the one holding the call cannot poll, so the other
-    # must take the caller's answer, and still reach the server in the call's session.
-    one = ("--mcp.server-url", mcp_target.url, "--control-plane.max-inflight", "1")
+    # The client holding the call is paused (SIGSTOP) while the caller answers, once its waiting
+    # poll (if any) has ended: only the other client can take the answer, which must still reach
+    # the server in the call's session. Then the paused client resumes and relays the result.
+    # (A parked call lets its own client poll again, so without the pause either may take it.)
+    one = ("--mcp.server-url", mcp_target.url, "--control-plane.max-inflight", "1",
+           "--control-plane.poll-timeout", "1s")
     a = relay_on(*one)
     b = relay_on(*one, tunnel_id=a.tunnel_id)
     a.wait_readyz()
     b.wait_readyz()
-    caller = Caller()
+    runs = {instance_id(run): run for run in (a, b)}
+    waiting: collections.Counter[str] = collections.Counter()  # polls waiting in the service, by client
+    real_poll = faulty.broker.poll
+
+    async def counted_poll(tunnel_id: str, limit: int, timeout: float, channels: set[str] | None, *,
+                           poller: Any = None, allowed: Callable[[], bool] = lambda: True) -> list[dict[str, Any]]:
+        who = poller.instance_id if poller is not None else ""
+        waiting[who] += 1
+        try:
+            return await real_poll(tunnel_id, limit, timeout, channels, poller=poller, allowed=allowed)
+        finally:
+            waiting[who] -= 1
+
+    monkeypatch.setattr(faulty.broker, "poll", counted_poll)
+    paused: list[ClientRun] = []
+    is_call = lambda m: m.get("method") == "tools/call"  # noqa: E731
+    is_answer = lambda m: "result" in m  # noqa: E731
+
+    def resume_once_the_answer_is_taken(holder: str) -> None:
+        other = (set(runs) - {holder}).pop()
+        wait_until(lambda: other in polled_by(faulty, a.tunnel_id, is_answer), "the other client to take the answer")
+        os.kill(runs[holder].proc.pid, signal.SIGCONT)
+
+    class PausingCaller(Caller):
+        async def elicitation(self, ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+            (holder,) = polled_by(faulty, a.tunnel_id, is_call)
+            os.kill(runs[holder].proc.pid, signal.SIGSTOP)
+            paused.append(runs[holder])
+            await anyio.to_thread.run_sync(
+                lambda: wait_until(lambda: waiting[holder] == 0, "the paused client's poll to end"))
+            threading.Thread(target=resume_once_the_answer_is_taken, args=(holder,), daemon=True).start()
+            return await super().elicitation(ctx, params)
+
+    caller = PausingCaller()
 
     async def go() -> str:
         async with caller.client(faulty.mcp_url(a.tunnel_id)) as c:
             return text_of(await c.call_tool("ask", {"question": "Who answers?", "timeout": WAIT}))
 
-    assert anyio.run(go) == "accept: 42"
-    assert caller.elicited == ["Who answers?"]
-    call_by = handled_by(faulty, a.tunnel_id, lambda m: m.get("method") == "tools/call")
-    answer_by = handled_by(faulty, a.tunnel_id, lambda m: "result" in m)
+    try:
+        assert anyio.run(go) == "accept: 42"
+    finally:
+        for run in paused:
+            os.kill(run.proc.pid, signal.SIGCONT)
+    assert caller.elicited == ["Who answers?"] and len(paused) == 1
+    call_by = handled_by(faulty, a.tunnel_id, is_call)
+    answer_by = handled_by(faulty, a.tunnel_id, is_answer)
     assert len(call_by) == 1 and len(answer_by) == 1 and call_by != answer_by
+
+
+def instance_id(run: ClientRun) -> str:
+    return next(str(r["client_instance_id"]) for r in run.proc.log_records() if r.get("msg") == "tunnel-client started")
+
+
+def polled_by(service: FaultyService, tunnel_id: str, match: Any) -> set[str]:
+    """Instance ids of the clients whose polls returned commands whose JSON-RPC ``match``es."""
+    return {str(rec.header("x-tunnel-client-instance-id")) for rec in service.runtime_requests(tunnel_id)
+            if rec.method == "GET" and rec.path.endswith("/poll") and rec.status == 200
+            and any(match(c.get("jsonrpc") or {}) for c in rec.response_json()["commands"])}
 
 
 def handled_by(service: FaultyService, tunnel_id: str, match: Any) -> set[str]:
