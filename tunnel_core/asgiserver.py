@@ -27,6 +27,8 @@ import anyio
 import httptools
 from anyio.abc import TaskGroup
 
+from tunnel_core.listen import connection_addresses
+
 log = logging.getLogger("tunnel_client.listener")
 
 MAX_HEAD = 64 * 1024
@@ -79,11 +81,7 @@ class _Connection(asyncio.Protocol):
         if self.rejected:
             transport.close()
             return
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        # A unix-socket peer has no address (the guard counts it as local, as uvicorn reports it).
-        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-        self.local = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
+        self.client, self.local = connection_addresses(transport)  # None on a Unix socket
         self._arm(KEEP_ALIVE)
 
     def data_received(self, data: bytes) -> None:

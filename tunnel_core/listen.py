@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 
 ALL_INTERFACES = ""
 WILDCARDS = frozenset({"", "0.0.0.0", "::"})
@@ -53,3 +54,12 @@ def is_loopback_bind(host: str) -> bool:
 def display_host(host: str) -> str:
     """The host to put in a URL for a socket bound to ``host`` (a wildcard is reached on loopback)."""
     return "127.0.0.1" if host in WILDCARDS else host
+
+
+def connection_addresses(transport: Any) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """The peer's address and ours for an accepted connection, as an ASGI scope's ``client`` and
+    ``server``; None for each on a Unix socket (it has no address, as uvicorn reports it)."""
+    peer = transport.get_extra_info("peername")
+    sock = transport.get_extra_info("sockname")
+    return ((str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None,
+            (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None)

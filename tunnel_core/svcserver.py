@@ -60,6 +60,8 @@ from urllib.parse import unquote
 import anyio
 import httptools
 
+from tunnel_core.listen import connection_addresses
+
 log = logging.getLogger("tunnel_client.tunnelservice")
 
 DISCONNECT_EXTENSION = "tunnel.disconnect"
@@ -391,11 +393,7 @@ class _Connection(asyncio.Protocol):
         if server.stopping:
             self.close()
             return
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        # A unix-socket peer has no address (reported as None, as uvicorn does).
-        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-        self.local = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
+        self.client, self.local = connection_addresses(transport)  # None on a Unix socket
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self._arm(lim.head_timeout, self._head_timed_out)

@@ -439,6 +439,28 @@ def sse_chunk(text: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(text), text)
 
 
+def sse_answer(first: bytes, end: asyncio.Event | None, rest: bytes = b"0\r\n\r\n",
+               then: bytes | None = None) -> Callable[[Server], Handler]:
+    """One request answered with an SSE head and ``first`` as a chunk; ``rest`` once ``end`` is set
+    (never when it is None), then ``then`` to a second request on the same connection."""
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(SSE_HEAD + sse_chunk(first))
+            if end is not None:
+                await end.wait()
+                writer.write(rest)
+                if then is not None:
+                    await server.read_request(reader)
+                    writer.write(then)
+            await reader.read()  # hold the connection until the client closes it
+
+        return handler
+
+    return make
+
+
 def releases(pool: HTTPPool) -> asyncio.Queue[bool]:
     """Each connection the pool takes back, as it happens: True when kept for reuse."""
     seen: asyncio.Queue[bool] = asyncio.Queue()
@@ -454,19 +476,7 @@ def releases(pool: HTTPPool) -> asyncio.Queue[bool]:
 
 async def test_a_stream_left_to_drain_returns_to_the_pool_when_the_server_ends_it(serve: object) -> None:
     end = asyncio.Event()
-
-    def make(server: Server) -> Handler:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_request(reader)
-            writer.write(SSE_HEAD + sse_chunk(b"data: 1\n\n"))
-            await end.wait()
-            writer.write(sse_chunk(b": more\n\n") + b"0\r\n\r\n")
-            await server.read_request(reader)
-            writer.write(OK)
-            await reader.read()
-
-        return handler
-
+    make = sse_answer(b"data: 1\n\n", end, sse_chunk(b": more\n\n") + b"0\r\n\r\n", then=OK)
     server, url = await start_with(serve, make)  # type: ignore[arg-type]
     pool = HTTPPool()
     seen = releases(pool)
@@ -485,15 +495,7 @@ async def test_a_stream_left_to_drain_returns_to_the_pool_when_the_server_ends_i
 
 
 async def test_a_stream_the_server_never_ends_is_closed_after_the_drain_budget(serve: object) -> None:
-    def make(server: Server) -> Handler:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_request(reader)
-            writer.write(SSE_HEAD + sse_chunk(b"data: 1\n\n"))
-            await reader.read()  # never ends the body
-
-        return handler
-
-    _, url = await start_with(serve, make)  # type: ignore[arg-type]
+    _, url = await start_with(serve, sse_answer(b"data: 1\n\n", None))  # type: ignore[arg-type]  # never ends
     pool = HTTPPool()
     seen = releases(pool)
     try:
@@ -511,17 +513,7 @@ async def test_an_sse_answer_is_relayed_before_the_server_ends_its_stream(serve:
     end = asyncio.Event()
     answer = b'{"jsonrpc":"2.0","id":7,"result":{"ok":true}}'
 
-    def make(server: Server) -> Handler:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_request(reader)
-            writer.write(SSE_HEAD + sse_chunk(b"event: message\ndata: " + answer + b"\n\n"))
-            await end.wait()
-            writer.write(b"0\r\n\r\n")
-            await reader.read()
-
-        return handler
-
-    _, url = await start_with(serve, make)  # type: ignore[arg-type]
+    _, url = await start_with(serve, sse_answer(b"event: message\ndata: " + answer + b"\n\n", end))  # type: ignore[arg-type]
     pool = HTTPPool()
     seen = releases(pool)
     target = HTTPTarget("main", url + "/mcp", pool, connection_ttl=WAIT)
