@@ -28,7 +28,7 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -46,6 +46,7 @@ from tunnel_core.httpconn import (
     TLSError,
 )
 from tunnel_core.networds import describe_cause, display_url, os_words
+from tunnel_core.records import record
 
 NetworkErrors: tuple[type[BaseException], ...] = (HTTPError, asyncio.TimeoutError, OSError)
 # Network failures or an answer that is not the JSON it should be.
@@ -126,7 +127,7 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ProxyRoute:
     """Which proxy a request takes: ``explicit`` for every URL, else the standard variables.
 
@@ -204,7 +205,7 @@ def _find(headers: list[tuple[str, str]], name: str) -> str | None:
     return next((v for k, v in headers if k.lower() == lname), None)
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Response:
     status: int
     headers: list[tuple[str, str]]
@@ -298,7 +299,7 @@ def _header_line(name: str, value: str) -> str:
     return f"{name}: {value}\r\n"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Target:
     """How to reach one URL: the connection to open (pool key) and the request line to send."""
 

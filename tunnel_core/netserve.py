@@ -17,16 +17,16 @@ import contextlib
 import os
 import socket
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 from anyio.abc import TaskGroup
 
 from tunnel_core.config.settings import parse_listen_addr
 from tunnel_core.listen import bind_host, display_host, dual_stack
+from tunnel_core.records import record
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Served:
     host: str
     port: int

@@ -131,8 +131,10 @@ def _dataclass_init(cls: type, frozen: bool) -> Callable[..., None]:
                                  "__doc__": "stand-in", **specs}  # a __doc__: dataclass would make one
     if hasattr(cls, "__post_init__"):
         namespace["__post_init__"] = vars(cls).get("__post_init__")  # only its presence matters: self's is called
+    # A slotted class has no class attribute holding a default, so its __init__ must also set the
+    # init=False fields that have one (dataclass writes that assignment only when told slots=True).
     stand_in: type = dataclasses.dataclass(type(cls.__name__, (), namespace), frozen=frozen, repr=False,
-                                           eq=False, match_args=False)
+                                           eq=False, match_args=False, slots="__slots__" in vars(cls))
     init: Callable[..., None] = vars(stand_in)["__init__"]
     return init
 

@@ -166,3 +166,21 @@ def test_frozen_record_guards_pickles_and_copies_like_dataclass() -> None:
         @record  # dataclass's own check still applies to a record built on a frozen one
         class Thawed(Frozen):
             c: int = 0
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_slotted_record_sets_fields_that_are_not_init_arguments(frozen: bool) -> None:
+    """A slotted class has no class attribute for a default: __init__ must set init=False fields."""
+
+    def shape(decorate: Any) -> Any:
+        @decorate(slots=True, frozen=frozen)
+        class Counter:
+            step: int = 1
+            count: int = dataclasses.field(default=0, init=False)
+            seen: list[int] = dataclasses.field(default_factory=list, init=False)
+
+        return Counter
+
+    mine, theirs = shape(record)(), shape(dataclasses.dataclass)()
+    assert (mine.step, mine.count, mine.seen) == (theirs.step, theirs.count, theirs.seen) == (1, 0, [])
+    assert repr(mine) == repr(theirs)

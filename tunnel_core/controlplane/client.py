@@ -12,7 +12,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +19,7 @@ import anyio
 
 from tunnel_core import CLIENT_NAME, USER_AGENT, __version__
 from tunnel_core.httpio import HTTPPool
+from tunnel_core.records import record
 from tunnel_core.wire.messages import ResponsePayload, TunnelClientMetadata, commands_from_poll_body
 
 log = logging.getLogger("tunnel_client.controlplane")
@@ -112,7 +112,7 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class PollResult:
     commands: list[Any]
     received_at: float  # event-loop clock (anyio.current_time) when the poll response headers arrived

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from tunnel_core.records import record
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Backoff:
     minimum: float = 0.2
     maximum: float = 10.0

@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import anyio
 
 from tunnel_core import tracing
 from tunnel_core.config.durations import parse_response_timeout
+from tunnel_core.records import record
 from tunnel_core.relay.metrics import RelayMetrics
 from tunnel_core.relay.responder import Responder
 from tunnel_core.relay.slots import Slots
@@ -69,7 +70,7 @@ def _answer_key(channel: str, headers: Any, rpc_id: Any) -> AnswerKey:
     return channel, header_value(headers, "mcp-session-id") or "", json.dumps(rpc_id)
 
 
-@dataclass(eq=False, slots=True)
+@record(eq=False, slots=True)
 class _Call:
     """One call's claim on a worker and on max-inflight, as parking changes it."""
 

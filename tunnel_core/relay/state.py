@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 import anyio
 
+from tunnel_core.records import record
 from tunnel_core.targets.base import ProbeResult
 from tunnel_core.wire.messages import TunnelClientMetadata
 
@@ -19,7 +20,7 @@ POLL_FAILURE_GRACE_SECONDS = 2.0
 POLL_FAILURE_GRACE_COUNT = 3
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class RuntimeState:
     tunnel_id: str
     instance_id: str

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import collections
 import time
-from dataclasses import dataclass
 from typing import Any
+
+from tunnel_core.records import record
 
 DEFAULT_CAPACITY = 500
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class TrafficRecord:
     """One finished (or dropped) command as the Traffic tab lists it."""
 

@@ -30,7 +30,7 @@ import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import anyio
@@ -39,6 +39,7 @@ from anyio.abc import TaskGroup
 from tunnel_core import __version__
 from tunnel_core.inbox import Inbox
 from tunnel_core.logs import redact
+from tunnel_core.records import record
 from tunnel_core.relay.backoff import Backoff
 from tunnel_core.targets.base import Emit, ProbeResult, Reply
 from tunnel_core.targets.failures import TargetFailure
@@ -101,7 +102,7 @@ def _signal_name(num: int) -> str:
         return str(num)
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Call:
     original_id: Any
     inbox: Inbox  # the child's messages for this call (its answer last)
