@@ -348,7 +348,7 @@ def test_rerun_hints_keep_the_profile(home: Path) -> None:
 def test_raw_key_in_the_profile_warns_even_when_the_environment_has_one(home: Path) -> None:
     text = render_sample("sample_mcp_stdio_local", SampleRequest(
         tunnel_id=TID, mcp_command=f"{sys.executable} {home / 'server.py'}", health_listen_addr="127.0.0.1:0"))
-    flags = _profile(home, text.replace('"env:CONTROL_PLANE_API_KEY"', '"sk-rawkeyinfile0123456789"'))
+    flags = _profile(home, text.replace('"env:CONTROL_PLANE_API_KEY"', '"fake-rawkeyinfile-not-a-secret"'))
     report = run_doctor(flags, base_env(home, CONTROL_PLANE_API_KEY=KEY))
     key = next(c for c in report.checks if c.id == "control_plane_api_key")
     assert key.status == "WARN" and "env:CONTROL_PLANE_API_KEY is used, but the file still holds a key" in key.summary
