@@ -54,6 +54,19 @@ class Gates:
             await self._get(name).wait()
 
 
+
+def serve_at_mcp(server: MCPServer) -> Starlette:
+    """``server``'s streamable HTTP transport at ``/mcp``, with its session manager running for the app's life."""
+    mcp_app = server.streamable_http_app(streamable_http_path="/mcp")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with server.session_manager.run():
+            yield
+
+    return Starlette(routes=[Mount("/", app=mcp_app)], lifespan=lifespan)
+
+
 def build_mcp_app(gates: Gates) -> Starlette:
     server = MCPServer("relay-test-server", version="1.2.3")
 
@@ -105,11 +118,4 @@ def build_mcp_app(gates: Gates) -> Starlette:
         await ctx.info(text)
         return text
 
-    mcp_app = server.streamable_http_app(streamable_http_path="/mcp")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with server.session_manager.run():
-            yield
-
-    return Starlette(routes=[Mount("/", app=mcp_app)], lifespan=lifespan)
+    return serve_at_mcp(server)

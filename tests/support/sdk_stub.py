@@ -10,16 +10,14 @@ change to the product, so relay figures stay comparable):
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
-from starlette.applications import Starlette
-from starlette.routing import Mount
+
+from tests.support.mcp_app import serve_at_mcp
 
 SAMPLE_PROMPTS = [
     "Use the echo tool with input 'hello from tunnel-client'.",
@@ -64,14 +62,7 @@ def sdk_stub(name: str = "mcp-stub", version: str = "0.1.0") -> Any:
         return CallToolResult(content=[TextContent(type="text", text=input.upper())],
                               structured_content={"uppercase": input.upper()})
 
-    mcp_app = server.streamable_http_app(streamable_http_path="/mcp")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with server.session_manager.run():
-            yield
-
-    return Starlette(routes=[Mount("/", app=mcp_app)], lifespan=lifespan)
+    return serve_at_mcp(server)
 
 
 def main() -> None:
