@@ -14,10 +14,7 @@ import logging
 import re
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from tunnel_core.svcserver import _Connection
+from typing import Any, Protocol
 
 log = logging.getLogger("tunnel_client.tunnelservice")
 
@@ -43,6 +40,20 @@ def nothing() -> None:
     return None
 
 
+class Connection(Protocol):
+    """What an exchange uses of its connection (``svcserver._Connection``), without importing it."""
+
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    server: Any  # has date_line() -> bytes
+    write_paused: bool
+
+    def abort(self) -> None: ...
+    def answered(self, request: Exchange) -> None: ...
+    async def drain(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
 class Exchange:
     """One request's ASGI exchange (``receive`` and ``send`` are what the app gets)."""
 
@@ -50,7 +61,7 @@ class Exchange:
                  "forwarded", "head_only", "held", "keep_alive", "more_body", "remaining", "scope", "started", "until_close",
                  "waiter", "watchers")
 
-    def __init__(self, conn: _Connection, scope: dict[str, Any], keep_alive: bool, expect_100: bool) -> None:
+    def __init__(self, conn: Connection, scope: dict[str, Any], keep_alive: bool, expect_100: bool) -> None:
         self.conn = conn
         self.scope = scope
         self.keep_alive = keep_alive
